@@ -1,0 +1,102 @@
+"""`mtp_train` end to end, in subprocesses, on a tiny trunk (hidden 32, 2 layers) and 24 short examples:
+the run folder, an exact resume after SIGKILL, 2 processes equal to 1, and the stop on a non-finite loss."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+from safetensors.torch import load_file
+
+BIN = Path(sys.executable).parent
+TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+            epochs=0.25)  # a few pretraining steps: these tests need a trunk of the right kind, not a good one
+# 24 examples in steps of 4: 6 steps an epoch, 12 in all; trunk frozen for 3 steps; checkpoints at 4, 6, 8, 12
+RUN = ['--n_train', '24', '--n_eval', '8', '--max_tokens', '96', '--epochs', '2', '--batch_size', '4',
+       '--micro_batch_size', '2', '--lr', '1e-3', '--trunk_lr', '1e-3', '--warmup_steps', '3', '--lr_warmup_steps', '1',
+       '--trunk_ramp_steps', '1', '--log_every', '1', '--ckpt_every', '4', '--cpu']
+
+def env(tmp:Path)->dict:
+    "Offline, one thread per process (deterministic and kind to a shared machine), never the real default trunk."
+    return {'PATH': f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", 'HOME': str(tmp), 'HF_HUB_OFFLINE': '1',
+            'HF_DATASETS_OFFLINE': '1', 'MTP_NB_CACHE': str(tmp/'no-default-trunk-here'), 'OMP_NUM_THREADS': '1'}
+
+def mtp_train(tmp:Path, *args, launcher=()):
+    return subprocess.run([*launcher, *((str(BIN/'mtp_train'),) if not launcher else ()), *args],
+                          capture_output=True, text=True, env=env(tmp), cwd=tmp, timeout=600)
+
+@pytest.fixture(scope='module')
+def trunk(tmp_path_factory)->str:
+    "A tiny pretrained LLaMA, built once per session (seconds)."
+    from mtp_nb.trunk import TrunkRecipe, default_trunk_dir, load_trunk
+    cache, recipe = tmp_path_factory.getbasetemp()/'tiny-trunk', TrunkRecipe(**TINY)
+    load_trunk(cache_dir=cache, recipe=recipe)
+    return str(default_trunk_dir(cache, recipe))
+
+@pytest.fixture(scope='module')
+def full_run(trunk, tmp_path_factory):
+    "One uninterrupted run on one process: the reference of the other tests."
+    tmp = tmp_path_factory.mktemp('full')
+    r = mtp_train(tmp, '--trunk', trunk, *RUN, '--run_dir', str(tmp/'run'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp/'run', r
+
+def final_weights(run_dir:Path)->dict:
+    return {**load_file(run_dir/'final'/'mtp_heads.safetensors'), **load_file(run_dir/'final'/'trunk_layers.safetensors')}
+
+def test_run_folder(full_run):
+    run_dir, r = full_run
+    assert sorted(p.name for p in run_dir.iterdir()) == ['accuracy.png', 'checkpoints', 'config.json', 'final', 'loss.png',
+                                                        'metrics.jsonl', 'summary.json', 'summary.md']
+    cfg = json.loads((run_dir/'config.json').read_text())
+    assert (cfg['n_heads'], cfg['trunk_grad_scales'], cfg['batch_size']) == (4, [1.0, 0.1, 0.1, 0.1], 4)
+    records = [json.loads(l) for l in (run_dir/'metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in records if r['kind'] == 'train'] == list(range(1, 13))
+    assert [r['label'] for r in records if r['kind'] == 'eval'] == ['before training', 'end of freeze', 'epoch 1', 'epoch 2']
+    assert [r['trunk_frozen'] for r in records if r['kind'] == 'train'][2:4] == [True, False]
+    assert sorted(p.name for p in (run_dir/'checkpoints').iterdir()) == ['step-000008', 'step-000012']
+    assert sorted(p.name for p in (run_dir/'checkpoints'/'step-000012').iterdir()) == \
+        ['optimizer.pt', 'rng.pt', 'state.json', 'weights.safetensors']
+    summary = json.loads((run_dir/'summary.json').read_text())
+    assert list(summary['evals']) == ['before training', 'end of freeze', 'epoch 1', 'epoch 2']
+    assert '| 4 | t+4 |' in r.stdout and '| 4 | t+4 |' in (run_dir/'summary.md').read_text()
+    assert (run_dir/'loss.png').read_bytes()[:4] == b'\x89PNG'
+
+def test_resume_after_sigkill_is_bitwise_equal(trunk, full_run, tmp_path):
+    run_dir = tmp_path/'run'
+    cmd = [str(BIN/'mtp_train'), '--trunk', trunk, *RUN, '--run_dir', str(run_dir)]
+    with open(tmp_path/'killed.log', 'w') as log:
+        p = subprocess.Popen(cmd, stdout=log, stderr=log, env=env(tmp_path), cwd=tmp_path)
+        while not [c for c in (run_dir/'checkpoints').glob('step-*') if not c.name.endswith('.tmp')]:
+            assert p.poll() is None, (tmp_path/'killed.log').read_text()[-3000:]
+            time.sleep(0.002)
+        p.send_signal(signal.SIGKILL)     # mid-epoch: the first checkpoint is at step 4 of 6
+        p.wait()
+    assert p.returncode == -signal.SIGKILL and not (run_dir/'final').exists()
+    r = mtp_train(tmp_path, '--resume', str(run_dir))
+    assert r.returncode == 0, r.stderr[-3000:]
+    want, got = final_weights(full_run[0]), final_weights(run_dir)
+    assert want.keys() == got.keys()
+    for name in want: assert torch.equal(got[name], want[name]), name
+    train = lambda d: [(r['step'], r['loss']) for r in map(json.loads, (d/'metrics.jsonl').read_text().splitlines())
+                       if r['kind'] == 'train']
+    assert train(run_dir) == train(full_run[0])   # the metrics read as if the run had never stopped
+
+def test_two_processes_equal_one(trunk, full_run, tmp_path):
+    "torchrun, 2 CPU processes (gloo), the same global batch of 4: the same weights as one process."
+    launcher = [str(BIN/'torchrun'), '--standalone', '--nproc_per_node', '2', '-m', 'mtp_nb.train']
+    r = mtp_train(tmp_path, '--trunk', trunk, *RUN, '--run_dir', str(tmp_path/'run'), launcher=launcher)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'run'/'summary.json').read_text())['processes'] == 2
+    want, got = final_weights(full_run[0]), final_weights(tmp_path/'run')
+    assert want.keys() == got.keys()
+    for name in want: torch.testing.assert_close(got[name], want[name], msg=name)
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(trunk, tmp_path):
+    r = mtp_train(tmp_path, '--trunk', trunk, *RUN, '--run_dir', str(tmp_path/'run'), '--nan_at_step', '6')
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith('mtp_train: error: step 6: non-finite loss (head 1: nan); '
+                                                        'the run stopped and kept its last good checkpoint')
+    assert 'Traceback' not in r.stderr
+    ckpts = sorted(p.name for p in (tmp_path/'run'/'checkpoints').iterdir())
+    assert ckpts == ['step-000004']
+    weights = load_file(tmp_path/'run'/'checkpoints'/'step-000004'/'weights.safetensors')
+    assert all(torch.isfinite(t).all() for t in weights.values())
