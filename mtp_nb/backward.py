@@ -14,7 +14,7 @@ from .heads import HeadContext, MTPModel
 
 # %% auto #0
 __all__ = ['BENCH_VARIANTS', 'ScaleGrad', 'scale_grad', 'default_trunk_grad_scales', 'count_targets', 'HeadLosses',
-           'head_loss_sum', 'check_knobs', 'detach_trunk_output', 'trunk_is_trainable', 'mtp_backward',
+           'head_loss_sum', 'check_knobs', 'resolve_knobs', 'detach_trunk_output', 'trunk_is_trainable', 'mtp_backward',
            'naive_backward', 'bench_model', 'bench_step', 'bench_peak_mib', 'bench_step_seconds', 'run_bench',
            'bench_table', 'bench_goals', 'mtp_bench']
 
@@ -86,6 +86,16 @@ def check_knobs(n_heads:int, # number of heads of the model
         bad = [(k, v) for k, v in enumerate(values, start=1) if v < 0]
         if bad: raise ValueError(f"{name} must be >= 0, got {bad[0][1]} for head {bad[0][0]}")
 
+def resolve_knobs(n_heads:int, n_targets:Sequence[int],
+                  loss_weights:Sequence[float]|None, # None: 1 for every head
+                  trunk_grad_scales:Sequence[float]|None, # None: `default_trunk_grad_scales`
+                 )->tuple[list[float], list[float]]: # w and s, one per head
+    "Fill in the defaults of w and s, then `check_knobs`."
+    w = [1.0] * n_heads if loss_weights is None else list(loss_weights)
+    s = default_trunk_grad_scales(n_heads) if trunk_grad_scales is None else list(trunk_grad_scales)
+    check_knobs(n_heads, n_targets, w, s)
+    return w, s
+
 # %% ../nbs/03_backward.ipynb #3306f6d6
 def detach_trunk_output(h:torch.Tensor, # (B, T, C) trunk output, with the trunk's graph when it trains
                        )->torch.Tensor: # (B, T, C) a leaf that collects the heads' gradients in `.grad`
@@ -108,9 +118,7 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
                 )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Detached backward of one micro-batch: heads one at a time on a detached trunk output, then the trunk once."
     n = model.n_heads
-    w = [1.0] * n if loss_weights is None else list(loss_weights)
-    s = default_trunk_grad_scales(n) if trunk_grad_scales is None else list(trunk_grad_scales)
-    check_knobs(n, n_targets, w, s)
+    w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     trainable = trunk_is_trainable(model)
     with contextlib.nullcontext() if trainable else torch.no_grad():   # frozen trunk: no graph at all
         h, ctx = model.trunk_forward(input_ids, attention_mask)         # (B, T, C)
@@ -134,9 +142,7 @@ def naive_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.
                   )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Reference: all heads' graphs alive at once on the non-detached trunk output, one `backward`."
     n = model.n_heads
-    w = [1.0] * n if loss_weights is None else list(loss_weights)
-    s = default_trunk_grad_scales(n) if trunk_grad_scales is None else list(trunk_grad_scales)
-    check_knobs(n, n_targets, w, s)
+    w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     h, ctx = model.trunk_forward(input_ids, attention_mask)             # (B, T, C), graph kept
     losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask)
               for k in range(1, n + 1)]                                 # K graphs, K x (B, T, V) alive

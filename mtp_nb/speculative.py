@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_speculative.ipynb #30138c84
 from __future__ import annotations
-import json, time
+import copy, json, time, warnings, weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -12,11 +12,12 @@ from fastcore.script import call_parse
 from .heads import HEADS_CONFIG, HEADS_WEIGHTS, MTPModel
 
 # %% auto #0
-__all__ = ['DECODERS', 'next_token_model', 'new_caches', 'crop_cache', 'cached_head_mask', 'decode_forward', 'head_tokens',
-           'accepted_drafts', 'SpecStats', 'DecodeRows', 'prefill', 'rollback', 'verify_step', 'finish', 'drop_rows',
-           'speculative_generate', 'left_pad', 'SpecOutput', 'generate', 'load_extra_weights', 'load_heads',
-           'mtp_generate', 'cached_greedy', 'heldout_prompts', 'spec_bench', 'forward_costs', 'format_bench',
-           'mtp_spec_bench']
+__all__ = ['FUSABLE', 'DECODERS', 'BENCH_NAMES', 'next_token_model', 'new_cache', 'crop_cache', 'cached_head_mask',
+           'ModuleDecoder', 'greedy_tokens', 'unfusable', 'layer_window', 'FusedLayers', 'rope_tables', 'allowed_slots',
+           'FusedDecoder', 'make_decoder', 'accepted_drafts', 'SpecStats', 'DecodeRows', 'prefill', 'rollback',
+           'verify_step', 'finish', 'drop_rows', 'speculative_generate', 'left_pad', 'SpecOutput', 'generate',
+           'load_extra_weights', 'load_heads', 'mtp_generate', 'cached_greedy', 'heldout_prompts', 'spec_bench',
+           'format_bench', 'plot_bench', 'save_bench', 'mtp_spec_bench']
 
 # %% ../nbs/08_speculative.ipynb #21d4212e
 def next_token_model(mtp:MTPModel, # trunk + heads; head 1 becomes the last layer
@@ -36,14 +37,14 @@ def next_token_model(mtp:MTPModel, # trunk + heads; head 1 becomes the last laye
     return model.eval()
 
 # %% ../nbs/08_speculative.ipynb #f3e4a501
-def new_caches(mtp:MTPModel)->list:
-    "One `DynamicCache` for trunk + head 1 (slots 0..L-1), and one for each other head (slot L-1 only)."
+def new_cache(config)->'DynamicCache':
+    "A `DynamicCache` of the base config whose sliding-window layers keep enough to be rolled back."
     from transformers import DynamicCache
-    caches = [DynamicCache(config=mtp.config) for _ in range(mtp.n_heads)]
-    for cache in caches: cache.activate_past_recording()       # sliding layers keep enough to roll back
-    return caches
+    cache = DynamicCache(config=config)
+    cache.activate_past_recording()
+    return cache
 
-def crop_cache(cache, # a cache from `new_caches`
+def crop_cache(cache, # a cache from `new_cache`
                n:int, # slots to remove from the end (0 still trims sliding layers to their window)
               )->None:
     "Drop the last `n` slots of every layer of `cache` that holds keys and values."
@@ -64,29 +65,257 @@ def cached_head_mask(config, # the base config
     if not isinstance(masks, dict): return masks
     return masks[config.layer_types[config.num_hidden_layers - 1]]
 
-def decode_forward(mtp:MTPModel,
-                   caches:list, # from `new_caches`; each grows by T slots
-                   input_ids:torch.Tensor, # (B, T) new tokens
-                   attention_mask:torch.Tensor, # (B, S+T) over cached slots and the new tokens
-                   position_ids:torch.Tensor, # (B, T) each row's positions of the new tokens
-                  )->list[torch.Tensor]: # K tensors (B, T, C): each head's output before the final norm
-    "One forward pass of the trunk and all heads over new tokens, each writing into its own cache."
-    emb = mtp.trunk.embed_tokens(input_ids)                              # (B, T, C)
-    head_mask = cached_head_mask(mtp.config, emb, attention_mask, caches[0], position_ids)
-    h = mtp.trunk(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
-                  cache=caches[0], use_cache=True).last_hidden_state    # (B, T, C), pre-norm
-    rotary = mtp.trunk.rotary_emb(h, position_ids)
-    return [head(h, attention_mask=head_mask, position_ids=position_ids, position_embeddings=rotary,
-                 cache=cache, use_cache=True) for head, cache in zip(mtp.heads, caches)]
+class ModuleDecoder:
+    "Trunk and heads 1..K as the model's own modules: trunk + head 1 share one `DynamicCache`, each other head has its own."
+    def __init__(self, mtp:MTPModel, n_heads:int):
+        self.mtp, self.heads = mtp, mtp.heads[:n_heads]
+        self.caches = [new_cache(mtp.config) for _ in self.heads]
+        self.sliding = any(self.caches[0].is_sliding)                    # some layer has a sliding window
 
-def head_tokens(mtp:MTPModel,
-                hidden:list[torch.Tensor], # heads' outputs, each (B, T, C)
-                idx:torch.Tensor, # (B,) the position to read in each row
-               )->torch.Tensor: # (B, len(hidden)) greedy token of each head at that position
-    "Each head's greedy token at one position per row (the norm and `lm_head` run on those rows only)."
-    rows = torch.arange(len(idx))
-    h = torch.stack([out[rows, idx] for out in hidden], 1)             # (B, K, C)
-    return mtp.lm_head(mtp.norm(h)).argmax(-1)                          # (B, K)
+    def __call__(self,
+                 input_ids:torch.Tensor, # (B, T) new tokens
+                 attention_mask:torch.Tensor, # (B, S+T) over cached slots and the new tokens
+                 position_ids:torch.Tensor, # (B, T) each row's positions of the new tokens
+                )->torch.Tensor: # (B, T, C) head 1's output before the final norm
+        "Trunk and head 1 over the new tokens; `draft` must follow, before the next call."
+        mtp, caches = self.mtp, self.caches
+        emb = mtp.trunk.embed_tokens(input_ids)                          # (B, T, C)
+        head_mask = cached_head_mask(mtp.config, emb, attention_mask, caches[0], position_ids)
+        h = mtp.trunk(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
+                      cache=caches[0], use_cache=True).last_hidden_state  # (B, T, C), pre-norm
+        self.pending = dict(attention_mask=head_mask, position_ids=position_ids, use_cache=True,
+                            position_embeddings=mtp.trunk.rotary_emb(h, position_ids))
+        self.h = h
+        return self.heads[0](h, cache=caches[0], **self.pending)
+
+    def draft(self,
+              idx:torch.Tensor, # (B,) the position each row drafts from (its last kept token)
+             )->torch.Tensor: # (K-1, B, C) heads 2..K's outputs there, before the final norm
+        "Heads 2..K over the same new tokens (their caches need every one), read at one position per row."
+        if len(self.heads) == 1: return self.h.new_empty(0, len(idx), self.h.shape[-1])
+        rows = torch.arange(len(idx))
+        return torch.stack([head(self.h, cache=cache, **self.pending)[rows, idx] for head, cache in zip(self.heads[1:], self.caches[1:])])
+
+    def crop(self, n:int)->None:
+        "Drop the last `n` slots of every cache."
+        for cache in self.caches: crop_cache(cache, n)
+
+    def select(self, idx:torch.Tensor)->None:
+        "Keep the rows `idx` of every cache."
+        for cache in self.caches: cache.batch_select_indices(idx)
+
+def greedy_tokens(mtp:MTPModel,
+                  hidden:torch.Tensor, # (..., C) outputs of heads before the final norm
+                 )->torch.Tensor: # (...) the greedy token of each
+    "Final norm, `lm_head` and argmax."
+    return mtp.lm_head(mtp.norm(hidden)).argmax(-1)
+
+# %% ../nbs/08_speculative.ipynb #2f3ea1b9
+FUSABLE = ('self_attn', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp',
+           'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'mlp.act_fn', 'input_layernorm', 'post_attention_layernorm')
+
+def unfusable(layer:torch.nn.Module)->str|None:
+    "Why `layer` is not a plain Llama-style decoder layer that `FusedLayers` can run, or None if it is."
+    names = {n for n, _ in layer.named_modules()} - {''}
+    extra, missing = sorted(names - set(FUSABLE)), sorted(set(FUSABLE) - names)
+    if extra: return f"{type(layer).__name__} has {', '.join(extra)}"
+    if missing: return f"{type(layer).__name__} has no {', '.join(missing)}"
+    return None
+
+def layer_window(config, i:int)->int|None:
+    "Sliding window of decoder layer `i` as the model's masks apply it, or None for full attention."
+    types = getattr(config, 'layer_types', None)
+    sliding = types[i] == 'sliding_attention' if types else getattr(config, 'sliding_window', None) is not None
+    return config.sliding_window if sliding else None
+
+def _norm(x:torch.Tensor, eps:float)->torch.Tensor:
+    "RMS normalisation as the models' RMSNorm computes it (in float32, then back); its scale is folded into the next matmul."
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+# %% ../nbs/08_speculative.ipynb #6595269f
+class FusedLayers:
+    "D decoder layers of one shape run as one: weights stacked (norm scales folded in), one matmul per projection, one KV cache."
+    def __init__(self,
+                 layers:list, # D Llama-style decoder layers of the same shape (see `unfusable`)
+                 config, # the base config
+                 window:int|None, # their sliding window, or None
+                ):
+        a = layers[0].self_attn
+        self.D, self.d, self.scaling, self.act, self.window = len(layers), a.head_dim, a.scaling, layers[0].mlp.act_fn, window
+        self.n_q, self.n_kv = config.num_attention_heads, config.num_key_value_heads
+        self.eps = layers[0].input_layernorm.variance_epsilon, layers[0].post_attention_layernorm.variance_epsilon
+        def stack(names, norm=None):
+            "The named projections side by side, (D, in, out), the norm's scale folded in; biases (D, 1, out) or None."
+            ws, bs = [], []
+            for layer in layers:
+                mods = [layer.get_submodule(n) for n in names]
+                w = torch.cat([m.weight for m in mods]).T                                    # (in, out)
+                ws.append(w * layer.get_submodule(norm).weight[:, None] if norm else w)
+                bs.append(None if mods[0].bias is None else torch.cat([m.bias for m in mods])[None])
+            return torch.stack(ws).detach(), None if bs[0] is None else torch.stack(bs).detach()
+        self.qkv = stack(['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'], 'input_layernorm')
+        self.o, self.down = stack(['self_attn.o_proj']), stack(['mlp.down_proj'])
+        self.gate_up = stack(['mlp.gate_proj', 'mlp.up_proj'], 'post_attention_layernorm')
+        w, b = self.qkv                                        # a shared input needs one (C, D*out) matmul
+        self.qkv_flat = w.transpose(0, 1).flatten(1), None if b is None else b.transpose(0, 1).flatten(1)
+        self.k = self.v = None                                 # (D, B, n_kv, capacity, d) keys and values
+        self.n = 0                                             # slots in use
+
+    @staticmethod
+    def _linear(x, wb):
+        w, b = wb
+        return torch.bmm(x, w) if b is None else torch.baddbmm(b, x, w)
+
+    def __call__(self,
+                 h:torch.Tensor, # (B, T, C) input shared by the D layers, or (D, B, T, C)
+                 rope:tuple, # from `rope_tables`: cos and signed sin, each (1, B|1, 1, T, d)
+                 allowed:torch.Tensor, # (B, 1, T, S+T) from `allowed_slots`
+                 idx:torch.Tensor|None=None, # (B,) compute the output at one position per row only (keys and values: all)
+                )->torch.Tensor: # (D, B, T, C), or (D, B, C) with `idx`
+        D, d, nq, nkv = self.D, self.d, self.n_q, self.n_kv
+        B, T, C = h.shape[-3:]
+        x = _norm(h, self.eps[0])
+        if h.dim() == 3:
+            w, b = self.qkv_flat
+            x = x.view(B * T, C)
+            qkv = (x @ w if b is None else torch.addmm(b, x, w)).view(B, T, D, -1, d).permute(2, 0, 3, 1, 4)
+        else: qkv = self._linear(x.view(D, B * T, C), self.qkv).view(D, B, T, -1, d).transpose(2, 3)
+        cos, sin = rope                                                         # qkv: (D, B, nq+2*nkv, T, d)
+        qk = qkv[:, :, :nq + nkv]
+        qk = torch.addcmul(qk * cos, qk.roll(d // 2, -1), sin)                  # rotary on queries and keys at once
+        keys, values = self._append(qk[:, :, nq:], qkv[:, :, nq + nkv:])        # (D, B, nkv, S+T, d)
+        q = qk[:, :, :nq]                                                       # (D, B, nq, T, d)
+        if idx is not None:                                                     # one query per row (shared input h)
+            rows = torch.arange(B)
+            q = q.permute(1, 3, 0, 2, 4)[rows, idx].permute(1, 0, 2, 3)[:, :, :, None]   # (D, B, nq, 1, d)
+            allowed, h, T = allowed[rows, :, idx][:, :, None], h[rows, idx][:, None], 1  # (B, 1, 1, S+T), (B, 1, C)
+        mask = allowed if D == 1 or B == 1 else allowed.repeat(D, 1, 1, 1)
+        att = torch.nn.functional.scaled_dot_product_attention(q.flatten(0, 1), keys.flatten(0, 1), values.flatten(0, 1),
+                                                               attn_mask=mask, scale=self.scaling, enable_gqa=nq != nkv)
+        att = att.view(D, B, nq, T, d).transpose(2, 3).reshape(D, B * T, nq * d)   # (D*B, nq, T, d) -> (D, B*T, nq*d)
+        h = h + self._linear(att, self.o).view(D, B, T, C)
+        gate, up = self._linear(_norm(h, self.eps[1]).view(D, B * T, C), self.gate_up).chunk(2, -1)
+        out = h + self._linear(self.act(gate) * up, self.down).view(D, B, T, C)
+        return out if idx is None else out[:, :, 0]
+
+    def _append(self, k, v):
+        "Write the new keys and values after the `n` slots in use (capacity doubles when full); return all in use."
+        end = self.n + k.shape[3]
+        if self.k is None or end > self.k.shape[3]:
+            grow = lambda old: torch.cat([old[..., :self.n, :], old.new_empty(*old.shape[:3], 2 * end - self.n, old.shape[4])], 3)
+            self.k, self.v = (grow(k[..., :0, :]), grow(v[..., :0, :])) if self.k is None else (grow(self.k), grow(self.v))
+        self.k[..., self.n:end, :], self.v[..., self.n:end, :] = k, v
+        self.n = end
+        return self.k[..., :end, :], self.v[..., :end, :]
+
+    def fresh(self)->FusedLayers:
+        "A copy that shares the stacked weights, with an empty cache."
+        new = copy.copy(self)
+        new.k = new.v = None; new.n = 0
+        return new
+
+    def crop(self, n:int)->None: self.n -= n
+    def select(self, idx:torch.Tensor)->None: self.k, self.v = self.k[:, idx], self.v[:, idx]
+
+# %% ../nbs/08_speculative.ipynb #0989617f
+def rope_tables(rotary:tuple)->tuple:
+    "The model's rotary (cos, sin), each (B|1, T, d), as cos and a signed sin (1, B|1, 1, T, d): `x*cos + roll(x, d/2)*sin`."
+    cos, sin = rotary
+    half = sin.shape[-1] // 2
+    return cos[None, :, None], torch.cat([-sin[..., :half], sin[..., half:]], -1)[None, :, None]
+
+def allowed_slots(slot_mask:torch.Tensor, # (B, S+T) 1 on the slots each row keeps, the T new ones last
+                  T:int, # new tokens
+                  window:int|None=None, # sliding window
+                 )->torch.Tensor: # (B, 1, T, S+T) bool
+    "Which slots each new token attends to: kept, not after it, within the window; a token always sees itself."
+    S = slot_mask.shape[1] - T
+    slots, query = torch.arange(S + T), S + torch.arange(T)[:, None]             # (S+T,), (T, 1)
+    ok = slot_mask.bool()[:, None, :] & (slots <= query)
+    if window: ok &= slots > query - window
+    return (ok | (slots == query))[:, None]             # a padding query sees itself: no all-masked row, no NaN
+
+_STACKED = weakref.WeakKeyDictionary()   # model -> {(its weights' identity and versions, n_heads): (trunk, heads) FusedLayers}
+
+def _stacked_layers(mtp:MTPModel, n_heads:int, windows:list)->tuple[list, list]:
+    "The model's `FusedLayers`, stacked once and reused until a weight changes (moved, loaded, or trained in place)."
+    weights = tuple((p.data_ptr(), p._version) for p in mtp.parameters())
+    built = _STACKED.setdefault(mtp, {})
+    for key in [k for k in built if k[0] != weights]: del built[key]          # stale: the weights changed
+    if (weights, n_heads) not in built:
+        cfg = mtp.config
+        heads = [FusedLayers([mtp.heads[0]], cfg, windows[-1])]
+        if n_heads > 1: heads.append(FusedLayers(list(mtp.heads[1:n_heads]), cfg, windows[-1]))
+        built[weights, n_heads] = [FusedLayers([layer], cfg, w) for layer, w in zip(mtp.trunk.layers, windows)], heads
+    return built[weights, n_heads]
+
+class FusedDecoder:
+    "Trunk layers and heads as `FusedLayers`: heads 2..K run as one batched layer."
+    def __init__(self, mtp:MTPModel, n_heads:int):
+        self.mtp, self.windows = mtp, [layer_window(mtp.config, i) for i in range(mtp.config.num_hidden_layers)]
+        layers, heads = _stacked_layers(mtp, n_heads, self.windows)
+        self.layers, self.heads = [l.fresh() for l in layers], [l.fresh() for l in heads]   # own caches, shared weights
+        self.sliding = any(w is not None for w in self.windows)
+
+    def __call__(self, input_ids:torch.Tensor, attention_mask:torch.Tensor, position_ids:torch.Tensor)->torch.Tensor:
+        "As `ModuleDecoder`: (B, T) new tokens, (B, S+T) slot mask, (B, T) positions -> head 1's output (B, T, C)."
+        emb = self.mtp.trunk.embed_tokens(input_ids)                              # (B, T, C)
+        rope = rope_tables(self.mtp.trunk.rotary_emb(emb, position_ids))
+        allowed = {w: allowed_slots(attention_mask, input_ids.shape[1], w) for w in set(self.windows)}
+        h = emb
+        for layer in self.layers: h = layer(h, rope, allowed[layer.window])[0]
+        self.pending = h, rope, allowed[self.windows[-1]]
+        return self.heads[0](h, rope, allowed[self.windows[-1]])[0]
+
+    def draft(self, idx:torch.Tensor)->torch.Tensor:
+        "As `ModuleDecoder.draft`: heads 2..K as one layer, keys and values for every new token, outputs at `idx` only."
+        h, rope, allowed = self.pending
+        if len(self.heads) == 1: return h.new_empty(0, len(idx), h.shape[-1])
+        return self.heads[1](h, rope, allowed, idx)                                # (K-1, B, C)
+
+    def crop(self, n:int)->None:
+        for layer in self.layers + self.heads: layer.crop(n)
+    def select(self, idx:torch.Tensor)->None:
+        for layer in self.layers + self.heads: layer.select(idx)
+
+# %% ../nbs/08_speculative.ipynb #23b6a760
+_PROBED = {}                                           # (layer classes, config, dtype) -> None or why not fused
+
+def _probe_pass(dec, ids:torch.Tensor)->torch.Tensor:
+    "8 prompt tokens and their drafts; drop two slots, as after rejected drafts; the last K tokens of `ids` (1, 8+K) and theirs."
+    K = ids.shape[1] - 8
+    first = dec(ids[:, :8], torch.ones(1, 8, dtype=torch.long), torch.arange(8)[None])
+    outs = [first.flatten(), dec.draft(torch.tensor([7])).flatten()]
+    dec.crop(2)
+    block = dec(ids[:, 8:], torch.ones(1, 6 + K, dtype=torch.long), torch.arange(6, 6 + K)[None])
+    return torch.cat([*outs, block.flatten(), dec.draft(torch.tensor([K - 1])).flatten()])
+
+def _probe(mtp:MTPModel, n_heads:int)->str|None:
+    "Run both decoders on one probe; None if they agree to the dtype's rounding, else what differed."
+    dtype = mtp.lm_head.weight.dtype
+    key = (type(mtp.heads[0]).__qualname__, type(mtp.trunk).__qualname__, mtp.config.to_json_string(), str(dtype), n_heads > 1)
+    if key not in _PROBED:
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, mtp.config.vocab_size, (1, 8 + n_heads), generator=g)   # (1, 8+K)
+        tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(dtype, 5e-2)
+        with torch.no_grad(): outs = [_probe_pass(dec, ids) for dec in (ModuleDecoder(mtp, n_heads), FusedDecoder(mtp, n_heads))]
+        err = float((outs[0] - outs[1]).abs().max() / outs[0].abs().max())
+        _PROBED[key] = None if err <= tol else f"a probe pass differs by {err:.1e} (relative) from the modules'"
+    return _PROBED[key]
+
+def make_decoder(mtp:MTPModel,
+                 n_heads:int|None=None, # heads to decode with: 1 is plain greedy; default all
+                 fused:bool=True, # False: the model's own modules (the reference)
+                ):
+    "`FusedDecoder` where every layer is plain Llama-style and a probe agrees with the modules; else `ModuleDecoder`."
+    n = mtp.n_heads if n_heads is None else n_heads
+    if not 1 <= n <= mtp.n_heads: raise ValueError(f"n_heads must be in 1..{mtp.n_heads}, got {n}")
+    if not fused: return ModuleDecoder(mtp, n)
+    why = next((w for layer in [*mtp.trunk.layers, *mtp.heads[:n]] if (w := unfusable(layer))), None) or _probe(mtp, n)
+    if why is None: return FusedDecoder(mtp, n)
+    warnings.warn(f"decoding with the model's own modules, not fused layers: {why}")
+    return ModuleDecoder(mtp, n)
 
 # %% ../nbs/08_speculative.ipynb #1f5ab90f
 def accepted_drafts(fed:torch.Tensor, # (B, K) certain token, then drafts of heads 2..K
@@ -129,8 +358,8 @@ class SpecStats:
 # %% ../nbs/08_speculative.ipynb #b363afc1
 @dataclass
 class DecodeRows:
-    "The rows still decoding: caches, slot mask, next positions and the K tokens to feed next."
-    caches:list # from `new_caches`
+    "The rows still decoding: the decoder and its caches, slot mask, next positions and the K tokens to feed next."
+    decoder:object # from `make_decoder`
     mask:torch.Tensor # (B, S) 1 on the cache slots each row attends to
     next_pos:torch.Tensor # (B,) position of each row's next fed token
     fed:torch.Tensor # (B, K) head 1's certain token, then the drafts of heads 2..K
@@ -138,17 +367,18 @@ class DecodeRows:
     ragged:bool # rows may keep different numbers of drafts (no sliding-window layer)
 
 def prefill(mtp:MTPModel,
+            decoder, # from `make_decoder`, with empty caches
             input_ids:torch.Tensor, # (B, P) left-padded prompts
             attention_mask:torch.Tensor, # (B, P) 0 on padding
            )->DecodeRows:
     "Run the prompts through trunk and heads; the first block is head 1's token and the other heads' drafts."
-    caches, mask = new_caches(mtp), attention_mask.long()
+    mask = attention_mask.long()
     position_ids = (mask.cumsum(1) - 1).clamp(min=0)                     # (B, P): left padding does not count
-    hidden = decode_forward(mtp, caches, input_ids, mask, position_ids)
-    last = torch.full((len(input_ids),), input_ids.shape[1] - 1)         # (B,) prompts end at the last column
-    fed = head_tokens(mtp, hidden, last)                                  # (B, K)
-    for cache in caches: crop_cache(cache, 0)
-    return DecodeRows(caches, mask, mask.sum(1), fed, list(range(len(input_ids))), not any(caches[0].is_sliding))
+    first = greedy_tokens(mtp, decoder(input_ids, mask, position_ids)[:, -1])   # (B,) prompts end at the last column
+    last = torch.full((len(input_ids),), input_ids.shape[1] - 1)                 # (B,)
+    fed = torch.cat([first[:, None], greedy_tokens(mtp, decoder.draft(last)).T], 1)   # (B, K)
+    decoder.crop(0)
+    return DecodeRows(decoder, mask, mask.sum(1), fed, list(range(len(input_ids))), not decoder.sliding)
 
 # %% ../nbs/08_speculative.ipynb #516d8041
 def rollback(rows:DecodeRows,
@@ -159,7 +389,7 @@ def rollback(rows:DecodeRows,
     K = rows.fed.shape[1]
     mask[:, -K:] = (torch.arange(K) <= kept[:, None]).long()             # (B, K): certain token + kept drafts
     cut = K - 1 - int(kept.max())                                        # slots no row kept
-    for cache in rows.caches: crop_cache(cache, cut)
+    rows.decoder.crop(cut)
     rows.mask = mask[:, :mask.shape[1] - cut]
 
 def verify_step(mtp:MTPModel,
@@ -169,12 +399,11 @@ def verify_step(mtp:MTPModel,
     B, K = rows.fed.shape
     position_ids = rows.next_pos[:, None] + torch.arange(K)               # (B, K)
     mask = torch.cat([rows.mask, torch.ones_like(rows.fed)], 1)            # (B, S+K)
-    hidden = decode_forward(mtp, rows.caches, rows.fed, mask, position_ids)
-    greedy = mtp.lm_head(mtp.norm(hidden[0])).argmax(-1)                  # (B, K) head 1 after each fed token
+    greedy = greedy_tokens(mtp, rows.decoder(rows.fed, mask, position_ids))   # (B, K) head 1 after each fed token
     kept = accepted_drafts(rows.fed, greedy)                               # (B,)
     if not rows.ragged: kept = kept.min().expand(B)                       # no holes under a sliding window
     nxt = greedy.gather(1, kept[:, None])                                  # (B, 1) certain next token
-    rows.fed = torch.cat([nxt, head_tokens(mtp, hidden[1:], kept)], 1)    # (B, K) next block
+    rows.fed = torch.cat([nxt, greedy_tokens(mtp, rows.decoder.draft(kept)).T], 1)   # (B, K) next block, drafted at the kept position
     rollback(rows, mask, kept)
     rows.next_pos = rows.next_pos + kept + 1
     return [g[:k + 1] for g, k in zip(greedy.tolist(), kept.tolist())], kept
@@ -194,8 +423,8 @@ def drop_rows(rows:DecodeRows, done:list[bool])->DecodeRows|None:
     if not keep: return None
     if len(keep) == len(done): return rows
     idx = torch.tensor(keep)
-    for cache in rows.caches: cache.batch_select_indices(idx)
-    return DecodeRows(rows.caches, rows.mask[idx], rows.next_pos[idx], rows.fed[idx], [rows.ids[i] for i in keep], rows.ragged)
+    rows.decoder.select(idx)
+    return DecodeRows(rows.decoder, rows.mask[idx], rows.next_pos[idx], rows.fed[idx], [rows.ids[i] for i in keep], rows.ragged)
 
 # %% ../nbs/08_speculative.ipynb #8d2b83e0
 @torch.inference_mode()
@@ -204,18 +433,23 @@ def speculative_generate(mtp:MTPModel,
                          attention_mask:torch.Tensor|None=None, # (B, P) 0 on padding; None: no padding
                          max_new_tokens:int=128, # most new tokens per row
                          eos_token_id:int|None=None, # a row stops after producing it
+                         n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
+                         fused:bool=True, # fused layers where the model allows (`make_decoder`); False: its modules
                         )->tuple[list[list[int]], SpecStats]: # new tokens of each row, and the run's counts
     "Greedy self-speculative decoding: head 1 verifies, heads 2..K draft; same tokens as greedy decoding with head 1."
     if max_new_tokens < 1: raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    rows, stats = prefill(mtp, input_ids, mask), SpecStats(mtp.n_heads, forwards=len(input_ids))
-    out = [[t] for t in rows.fed[:, 0].tolist()]
+    decoder = make_decoder(mtp, n_heads, fused)
+    rows = prefill(mtp, decoder, input_ids, mask)
+    K = rows.fed.shape[1]
+    stats, out = SpecStats(K, forwards=len(input_ids)), [[t] for t in rows.fed[:, 0].tolist()]
     is_done = lambda r: len(out[r]) >= max_new_tokens or eos_token_id in out[r]
     while (rows := drop_rows(rows, [is_done(r) for r in rows.ids])) is not None:
         committed, kept = verify_step(mtp, rows)
         for r, tokens in zip(rows.ids, committed): out[r] += tokens
         stats.forwards += len(rows.ids); stats.steps += len(rows.ids)
-        for j in range(mtp.n_heads - 1): stats.accepted[j] += int((kept > j).sum())
+        for k in kept.tolist():                                          # a row that kept k drafts kept drafts 1..k
+            for j in range(k): stats.accepted[j] += 1
     done = [finish(o, max_new_tokens, eos_token_id) for o in out]
     stats.tokens, stats.cut = sum(map(len, done)), sum(map(len, out)) - sum(map(len, done))
     return done, stats
@@ -245,6 +479,8 @@ def generate(mtp:MTPModel,
              prompts:str|list[str], # one prompt or a batch
              max_new_tokens:int=128, # most new tokens per prompt
              eos_token_id:int|None=None, # default: the tokenizer's EOS
+             n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
+             fused:bool=True, # fused layers where the model allows; False: the model's own modules
             )->SpecOutput:
     "Self-speculative greedy decoding of text prompts; lossless with respect to greedy decoding with head 1."
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -252,7 +488,7 @@ def generate(mtp:MTPModel,
     seqs = [tokenizer(p)['input_ids'] for p in prompts]                  # the tokenizer's own special tokens, as for HF
     if not all(seqs): raise ValueError("every prompt needs at least one token")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos if eos is not None else 0
-    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad), max_new_tokens, eos)
+    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad), max_new_tokens, eos, n_heads, fused)
     return SpecOutput([tokenizer.decode(t, skip_special_tokens=True) for t in tokens], tokens, stats)
 
 # %% ../nbs/08_speculative.ipynb #27e2b025
@@ -271,7 +507,7 @@ def load_extra_weights(mtp:MTPModel,
         loaded.append(path.name)
     return loaded
 
-def load_heads(heads:str|Path, # folder written by `MTPModel.save_pretrained`
+def load_heads(heads:str|Path, # folder written by `MTPModel.save_pretrained`, or a finished run folder (its `final/`)
                trunk:str|None=None, # hub id or folder of the trunk; None: the one named in the heads' JSON
                dtype:torch.dtype=torch.float32,
               )->tuple[MTPModel, object]: # the model in eval mode, and the trunk's tokenizer
@@ -279,8 +515,9 @@ def load_heads(heads:str|Path, # folder written by `MTPModel.save_pretrained`
     from mtp_nb.trunk import load_trunk
     heads = Path(heads).expanduser()
     if not heads.is_dir(): raise FileNotFoundError(f"no heads folder at {heads}")
+    if not (heads/HEADS_CONFIG).exists() and (heads/'final'/HEADS_CONFIG).exists(): heads = heads/'final'   # a run folder
     if not (heads/HEADS_CONFIG).exists():
-        raise ValueError(f"{heads} has no {HEADS_CONFIG}: pass a folder written by MTPModel.save_pretrained")
+        raise ValueError(f"{heads} has no {HEADS_CONFIG}: pass a folder written by MTPModel.save_pretrained or a finished run folder")
     try: meta = json.loads((heads/HEADS_CONFIG).read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{heads/HEADS_CONFIG} is not valid JSON ({e})") from None
     trunk = trunk or meta.get('trunk')
@@ -303,12 +540,14 @@ def _dtype(name:str)->torch.dtype:
 
 # %% ../nbs/08_speculative.ipynb #48d96f4f
 @call_parse
-def mtp_generate(heads:str, # heads folder written by MTPModel.save_pretrained (e.g. a trained run's heads)
+def mtp_generate(heads:str, # heads folder written by MTPModel.save_pretrained, or a finished run folder (e.g. runs/mtp)
                  prompt:str=None, # text to continue; default: the first held-out prompt of the embedded data
                  trunk:str=None, # trunk hub id or folder; default: the one named in the heads' JSON
                  max_new_tokens:int=256, # most new tokens; the trace and answer of the embedded data fit in 256
                  dtype:str='float32', # float64 makes verification rounding match one-token passes more closely
                  threads:int=None, # torch CPU threads; default: torch's choice
+                 n_heads:int=None, # heads to use: 1 is plain greedy decoding; default all
+                 hf_layers:bool=False, # decode with the model's own modules instead of fused layers
                 ):
     "Continue a prompt with self-speculative decoding; print the text and the statistics."
     from transformers.utils import logging
@@ -318,7 +557,8 @@ def mtp_generate(heads:str, # heads folder written by MTPModel.save_pretrained (
     except (OSError, ValueError) as e: raise SystemExit(f"mtp_generate: {e}") from None
     prompt = prompt or heldout_prompts(1)[0]
     t0 = time.perf_counter()
-    out = generate(mtp, tokenizer, prompt, max_new_tokens)
+    try: out = generate(mtp, tokenizer, prompt, max_new_tokens, n_heads=n_heads, fused=not hf_layers)
+    except ValueError as e: raise SystemExit(f"mtp_generate: {e}") from None   # e.g. more heads than the folder has
     seconds = time.perf_counter() - t0
     print(prompt + out.texts[0])
     print(f"\n{out.stats.summary()}\n{seconds:.2f} s, {out.stats.tokens / seconds:.1f} tokens/s")
@@ -354,121 +594,114 @@ def _timed(f)->tuple[object, float]:
     out = f()
     return out, time.perf_counter() - t0
 
-DECODERS = ('hf_generate', 'cached_greedy', 'speculative')
+DECODERS = ('hf_generate', 'cached_greedy', 'fused_greedy', 'speculative_modules', 'speculative')
 
 def spec_bench(mtp:MTPModel, tokenizer,
                prompts:list[str], # the prompts to time (the first one is also the untimed warm-up)
                max_new_tokens:int=256, # same for every decoder
+               progress:bool=False, # a progress bar over the prompts
               )->dict:
-    "Time HF greedy `generate`, a bare cached greedy loop and self-speculative decoding on the same prompts, batch 1."
+    "Time HF greedy `generate`, two plain greedy loops and self-speculative decoding (modules, fused) on the same prompts, batch 1."
     ref, eos = next_token_model(mtp), tokenizer.eos_token_id
     ids = [tokenizer(p, return_tensors='pt')['input_ids'] for p in prompts]                 # (1, P) each
-    run = dict(hf_generate=lambda x: ref.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
-                    do_sample=False, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)[0, x.shape[1]:].tolist(),
-               cached_greedy=lambda x: cached_greedy(ref, x, max_new_tokens, eos),
-               speculative=lambda x: speculative_generate(mtp, x, max_new_tokens=max_new_tokens, eos_token_id=eos))
+    def spec(**kwargs):
+        def decode(x):
+            rows, stats = speculative_generate(mtp, x, max_new_tokens=max_new_tokens, eos_token_id=eos, **kwargs)
+            return rows[0], stats
+        return decode
+    run = dict(hf_generate=lambda x: (ref.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
+                    do_sample=False, eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)[0, x.shape[1]:].tolist(), None),
+               cached_greedy=lambda x: (cached_greedy(ref, x, max_new_tokens, eos), None),
+               fused_greedy=spec(n_heads=1), speculative_modules=spec(fused=False), speculative=spec())
     for f in run.values(): f(ids[0])                                     # warm-up, not timed
-    seconds, tokens, same, stats = dict.fromkeys(DECODERS, 0.0), 0, 0, SpecStats(mtp.n_heads)
-    for i, x in enumerate(ids):
-        order, out = DECODERS[i % 3:] + DECODERS[:i % 3], {}               # rotate who runs first
+    seconds, tokens, same = dict.fromkeys(DECODERS, 0.0), 0, dict.fromkeys(DECODERS, 0)
+    stats = {k: SpecStats(mtp.n_heads if k.startswith('spec') else 1) for k in DECODERS}
+    from tqdm.auto import tqdm
+    for i, x in enumerate(tqdm(ids, desc='mtp_spec_bench', unit='prompt', disable=not progress)):
+        order, out = DECODERS[i % len(DECODERS):] + DECODERS[:i % len(DECODERS)], {}   # rotate who runs first
         for name in order:
-            out[name], dt = _timed(lambda: run[name](x))
+            (out[name], s), dt = _timed(lambda: run[name](x))
             seconds[name] += dt
-        (spec, s), want = out['speculative'], out['hf_generate']
-        same, tokens, stats = same + (spec[0] == want == out['cached_greedy']), tokens + len(want), stats + s
+            if s is not None: stats[name] += s
+        want = out['hf_generate']
+        tokens += len(want)
+        for name in DECODERS: same[name] += out[name] == want
+    for name in ('hf_generate', 'cached_greedy'): stats[name].forwards = stats[name].tokens = tokens
     return dict(prompts=len(ids), max_new_tokens=max_new_tokens, tokens=tokens, identical=same, stats=stats,
                 seconds=seconds, threads=torch.get_num_threads(), dtype=str(mtp.lm_head.weight.dtype).removeprefix('torch.'))
 
-# %% ../nbs/08_speculative.ipynb #6e81fd4b
-def _restorer(rows:DecodeRows):
-    "A function that puts `rows` and every layer of its caches back to their state now."
-    lengths = [[layer.get_seq_length() if layer.is_initialized else 0 for layer in c.layers] for c in rows.caches]
-    mask, next_pos, fed = rows.mask, rows.next_pos, rows.fed
-    def restore():
-        for c, ls in zip(rows.caches, lengths):
-            for layer, n in zip(c.layers, ls):
-                if layer.is_initialized and layer.get_seq_length() > n: layer.crop(n - layer.get_seq_length())
-        rows.mask, rows.next_pos, rows.fed = mask, next_pos, fed
-    return restore
-
-def _median_ms_interleaved(pieces:dict, # name -> function to time (each followed by the reset, untimed)
-                           reset, rounds:int=30)->dict:
-    "Median milliseconds of each piece, timed in turn round after round."
-    times = {name: [] for name in pieces}
-    for _ in range(rounds):
-        for name, f in pieces.items(): times[name].append(_timed(f)[1]); reset()
-    return {name: 1e3 * sorted(t)[len(t) // 2] for name, t in times.items()}
-
-@torch.inference_mode()
-def forward_costs(mtp:MTPModel, tokenizer, prompt:str, context:int=100)->dict:
-    "Median milliseconds of the pieces of one decoding step, and of the baseline's forward and generated token."
-    ref, K = next_token_model(mtp), mtp.n_heads
-    x = tokenizer(prompt, return_tensors='pt')['input_ids']
-    x = torch.cat([x, torch.randint(0, len(tokenizer), (1, context))], 1)       # (1, P): a filled cache
-    rows = prefill(mtp, x, torch.ones_like(x))
-    P = x.shape[1]
-    mask, pos = torch.ones(1, P + K, dtype=torch.long), torch.arange(P, P + K)[None]   # (1, P+K), (1, K)
-    h = torch.randn(1, K, mtp.config.hidden_size, dtype=mtp.lm_head.weight.dtype)      # (1, K, C)
-    rot, head_mask = mtp.trunk.rotary_emb(h, pos), cached_head_mask(mtp.config, h, mask, rows.caches[0], pos)
-    layer = lambda m, c: m(h, attention_mask=head_mask, position_ids=pos, position_embeddings=rot, cache=c, use_cache=True)
-    gen = lambda k: ref.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=k, min_new_tokens=k, do_sample=False, pad_token_id=0)
-    t = _median_ms_interleaved(dict(
-        trunk=lambda: mtp.trunk(input_ids=rows.fed, attention_mask=mask, position_ids=pos, cache=rows.caches[0], use_cache=True),
-        trunk_layers=lambda: [layer(m, rows.caches[0]) for m in mtp.trunk.layers],
-        head_1=lambda: layer(mtp.heads[0], rows.caches[0]),
-        other_heads=lambda: [layer(mtp.heads[k], rows.caches[k]) for k in range(1, K)],
-        norm_lm_head=lambda: mtp.lm_head(mtp.norm(h)),
-        decode_forward=lambda: decode_forward(mtp, rows.caches, rows.fed, mask, pos),
-        verify_step=lambda: verify_step(mtp, rows),
-        hf_forward=lambda: ref(x[:, -1:], cache=rows.caches[0], use_cache=True),     # the same cache layout
-        hf_generate_1=lambda: gen(1), hf_generate_33=lambda: gen(33)), _restorer(rows))
-    t['hf_generate_per_token'] = (t.pop('hf_generate_33') - t.pop('hf_generate_1')) / 32
-    return t
-
 # %% ../nbs/08_speculative.ipynb #1d1b18da
+BENCH_NAMES = dict(hf_generate='HF greedy `generate`, exported next-token model', cached_greedy='bare cached greedy loop, same model',
+                   fused_greedy='greedy on the fused decoder (head 1 only)', speculative_modules="self-speculative, model's modules",
+                   speculative='self-speculative, fused decoder')
+
 def format_bench(r:dict, # from `spec_bench`
-                 costs:dict|None=None, # from `forward_costs`
                 )->str:
-    "The benchmark as a markdown table, and where the time of one step goes."
-    s, sec = r['stats'], r['seconds']
-    tps = {k: r['tokens'] / v for k, v in sec.items()}
-    names = dict(hf_generate='HF greedy `generate`, exported next-token model', cached_greedy='bare cached greedy loop, same model',
-                 speculative=f'self-speculative, {s.n_heads} heads')
-    passes = dict(hf_generate=r['tokens'], cached_greedy=r['tokens'], speculative=s.forwards)
-    rows = ['| decoder (batch 1) | tokens | seconds | tokens/s | forward passes | tokens/forward |', '|---|---|---|---|---|---|']
-    rows += [f"| {names[k]} | {r['tokens']} | {sec[k]:.2f} | {tps[k]:.1f} | {passes[k]} | {r['tokens'] / passes[k]:.2f} |" for k in DECODERS]
-    text = '\n'.join(rows) + (f"\n\nspeed-up {tps['speculative'] / tps['hf_generate']:.2f}x over HF `generate` "
-                              f"({tps['speculative'] / tps['cached_greedy']:.2f}x over the bare loop); mean accepted length "
-                              f"{s.mean_accepted_length:.2f} of {s.n_heads} per verification pass; acceptance by draft position: "
-                              f"{', '.join(f'{a:.0%}' for a in s.acceptance_rates)}; identical outputs {r['identical']}/{r['prompts']}; "
+    "The benchmark as a markdown table and a summary line."
+    sec, stats, n = r['seconds'], r['stats'], r['tokens']
+    tps = {k: n / v for k, v in sec.items()}
+    rows = ['| decoder (batch 1) | tokens | seconds | tokens/s | x HF `generate` | forward passes | tokens/pass | ms/pass | identical |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
+    rows += [f"| {BENCH_NAMES[k]} | {n} | {sec[k]:.2f} | {tps[k]:.1f} | {tps[k] / tps['hf_generate']:.2f} | {stats[k].forwards} | "
+             f"{n / stats[k].forwards:.2f} | {1e3 * sec[k] / stats[k].forwards:.3f} | {r['identical'][k]}/{r['prompts']} |" for k in DECODERS]
+    s = stats['speculative']
+    return '\n'.join(rows) + (f"\n\nspeed-up {tps['speculative'] / tps['hf_generate']:.2f}x over HF `generate`, "
+                              f"{tps['speculative'] / tps['fused_greedy']:.2f}x over greedy on the same fused decoder; mean accepted "
+                              f"length {s.mean_accepted_length:.2f} of {s.n_heads} per verification pass; acceptance by draft position: "
+                              f"{', '.join(f'{a:.0%}' for a in s.acceptance_rates)}; {r['prompts']} prompts, "
                               f"max_new_tokens {r['max_new_tokens']}, {r['dtype']}, {r['threads']} thread(s)")
-    if not costs: return text
-    c = costs
-    parts = [('trunk forward (L-1 layers), K tokens', c['trunk']), ('  of which its layers alone', c['trunk_layers']),
-             ('  of which its forward around them (mask, rotary, wrappers)', c['trunk'] - c['trunk_layers']), ('head 1, K tokens', c['head_1']),
-             (f"heads 2..{s.n_heads}, K tokens", c['other_heads']), ('norm + lm_head, K rows', c['norm_lm_head']),
-             ('one pass (`decode_forward`)', c['decode_forward']), ('one step (`verify_step`)', c['verify_step']),
-             ('  of which outside the pass (Python, masks, acceptance)', c['verify_step'] - c['decode_forward']),
-             ('HF: model forward, 1 token', c['hf_forward']), ('HF: one more token in `generate`', c['hf_generate_per_token']),
-             ('  of which outside the model forward', c['hf_generate_per_token'] - c['hf_forward'])]
-    return text + '\n\n| one step, median ms | |\n|---|---|\n' + '\n'.join(f'| {k} | {v:.3f} |' for k, v in parts)
+
+# %% ../nbs/08_speculative.ipynb #534852d5
+def plot_bench(r:dict, # from `spec_bench`
+               title:str='', # e.g. which heads
+              ):
+    "Tokens/s by decoder, and acceptance by draft position of the fused speculative decoder: one figure."
+    import matplotlib.pyplot as plt
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw=dict(width_ratios=[2.2, 1]))
+    tps = [r['tokens'] / r['seconds'][k] for k in DECODERS]
+    bars = ax.barh(range(len(DECODERS)), tps, color=['tab:gray', 'tab:gray', 'tab:olive', 'tab:cyan', 'tab:blue'])
+    ax.set_yticks(range(len(DECODERS)), [BENCH_NAMES[k].replace('`', '') for k in DECODERS]); ax.invert_yaxis()
+    ax.bar_label(bars, [f'{t:.0f} ({t / tps[0]:.2f}x)' for t in tps], padding=3, fontsize=8)
+    ax.set_xlabel('tokens/s (batch 1)'); ax.set_xlim(0, 1.25 * max(tps))
+    s = r['stats']['speculative']
+    bx.bar([f'head {k}' for k in range(2, s.n_heads + 1)], s.acceptance_rates, color='tab:blue')
+    bx.set_ylim(0, 1); bx.set_ylabel('draft kept, per pass')
+    bx.set_title(f'{s.mean_accepted_length:.2f} tokens per pass (of {s.n_heads})', fontsize=9)
+    fig.suptitle(title or f"{r['prompts']} held-out prompts, {r['max_new_tokens']} new tokens, {r['dtype']}, {r['threads']} thread(s)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+def save_bench(r:dict, # from `spec_bench`
+               folder:str|Path, # where spec_bench.md, .json and .png go
+              )->list[Path]:
+    "Write the benchmark's table, plot and numbers into `folder`."
+    import matplotlib.pyplot as plt
+    from dataclasses import asdict
+    folder = Path(folder)
+    paths = [folder/f'spec_bench.{ext}' for ext in ('md', 'json', 'png')]
+    paths[0].write_text(format_bench(r) + '\n')
+    paths[1].write_text(json.dumps({**r, 'stats': {k: asdict(s) for k, s in r['stats'].items()}}, indent=1))
+    fig = plot_bench(r); fig.savefig(paths[2], dpi=120, bbox_inches='tight'); plt.close(fig)
+    return paths
 
 # %% ../nbs/08_speculative.ipynb #4febd406
 @call_parse
-def mtp_spec_bench(heads:str, # heads folder written by MTPModel.save_pretrained (trained heads of the trunk)
+def mtp_spec_bench(heads:str, # heads folder written by MTPModel.save_pretrained, or a finished run folder (e.g. runs/mtp)
                    trunk:str=None, # trunk hub id or folder; default: the one named in the heads' JSON
                    n_prompts:int=100, # held-out prompts of the embedded data to time
                    max_new_tokens:int=256, # same for both sides; the trace and answer fit in 256
                    dtype:str='float32', # same for both sides
                    threads:int=1, # torch CPU threads, same for both sides
                    seed:int=0, # the embedded data's seed
+                   no_save:bool=False, # only print: do not write spec_bench.md, .json and .png into the heads (or run) folder
                   ):
-    "Time HF greedy `generate` against self-speculative decoding on held-out prompts; print the table."
+    "Time HF greedy `generate` against greedy and self-speculative decoding on held-out prompts; print the table."
     from transformers.utils import logging
     logging.disable_progress_bar()
     torch.set_num_threads(threads)
     try: mtp, tokenizer = load_heads(heads, trunk, _dtype(dtype))
     except (OSError, ValueError) as e: raise SystemExit(f"mtp_spec_bench: {e}") from None
     prompts = heldout_prompts(n_prompts, seed)
-    r = spec_bench(mtp, tokenizer, prompts, max_new_tokens)
-    print(format_bench(r, forward_costs(mtp, tokenizer, prompts[0])))
+    r = spec_bench(mtp, tokenizer, prompts, max_new_tokens, progress=True)
+    print(format_bench(r))
+    if not no_save: print('\nwrote ' + ', '.join(map(str, save_bench(r, heads))))

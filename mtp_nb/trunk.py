@@ -147,6 +147,7 @@ def build_trunk(out_dir:str|Path, # folder to create (must not exist)
                   model=next_token_metrics(model, eval_ds, tok.pad_token_id),
                   bigram=bigram_metrics(train_ds, eval_ds, len(tok)))
     shutil.rmtree(tmp/'trainer')
+    model.config.use_cache = True                              # Trainer turned it off; generate wants it on
     model.save_pretrained(tmp); tok.save_pretrained(tmp)
     (tmp/'trunk_report.json').write_text(json.dumps(report, indent=1))
     try: tmp.rename(out_dir)                                   # atomic: the folder appears complete or not at all

@@ -71,3 +71,40 @@ def test_bad_heads_folders_are_one_line(folders, tmp_path):
     (broken/HEADS_WEIGHTS).write_bytes((root/'heads'/HEADS_WEIGHTS).read_bytes())
     (broken/HEADS_CONFIG).write_text(json.dumps({**meta, 'hidden_size': 64}))
     assert 'do not fit this trunk' in one_line_error(run(broken))
+
+def as_run_folder(heads:Path, run_dir:Path)->Path:
+    "A finished run folder as `mtp_train` leaves it, as far as decoding cares: the heads in its final/."
+    (run_dir/'final').mkdir(parents=True)
+    for f in heads.iterdir(): (run_dir/'final'/f.name).write_bytes(f.read_bytes())
+    return run_dir
+
+def test_run_folder_decoders_and_head_count(folders, tmp_path):
+    "A finished run folder is read through its final/; the module decoder and fewer heads print the same text."
+    root, prompts = folders
+    run_dir = as_run_folder(root/'heads', tmp_path/'run')
+    outs = {}
+    for name, extra in dict(fused=[], modules=['--hf_layers'], greedy=['--n_heads', 1]).items():
+        r = run(run_dir, '--prompt', prompts[2], '--max_new_tokens', 16, *extra)
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        outs[name] = r.stdout.decode()
+    text = lambda out: out.split('\n\n16 tokens in')[0]
+    assert text(outs['fused']) == text(outs['modules']) == text(outs['greedy'])
+    assert '16 tokens in 16 forward passes: 1.00 tokens/forward' in outs['greedy']
+    assert 'acceptance by draft position (heads 2..3)' in outs['modules']
+    err = one_line_error(run(run_dir, '--n_heads', 5))
+    assert 'n_heads must be in 1..3' in err
+
+def test_spec_bench_command(folders, tmp_path):
+    "mtp_spec_bench on a run folder: the table on stdout, and table, numbers and plot written into the folder."
+    root, _ = folders
+    run_dir = as_run_folder(root/'heads', tmp_path/'run')
+    cmd = [str(Path(sys.executable).parent/'mtp_spec_bench'), str(run_dir), '--n_prompts', '3', '--max_new_tokens', '12']
+    env = {'PATH': str(Path(sys.executable).parent), 'HOME': str(Path.home()), 'HF_HUB_OFFLINE': '1'}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert '| self-speculative, fused decoder | ' in r.stdout and '3/3 |' in r.stdout
+    stats = json.loads((run_dir/'spec_bench.json').read_text())['stats']
+    assert stats['speculative']['tokens'] == stats['hf_generate']['tokens'] > 0
+    assert (run_dir/'spec_bench.md').read_text().startswith('| decoder (batch 1) |') and (run_dir/'spec_bench.png').stat().st_size > 0
+    r = subprocess.run(cmd[:1] + [str(tmp_path/'nope')], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 1 and r.stderr.strip().startswith('mtp_spec_bench: no heads folder at')

@@ -1,22 +1,16 @@
 """Bad input to `mtp_train` (run in a subprocess): exit status 2, one line on stderr naming the fix, no traceback,
 and nothing written or overwritten. A freeze longer than the run only warns."""
-import json, os, shutil, subprocess, sys
+import json, shutil, subprocess
 from pathlib import Path
 import pytest
+from conftest import BIN, offline_env
 
-BIN = Path(sys.executable).parent
-TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            epochs=0.25)  # a few pretraining steps: these tests need a trunk of the right kind, not a good one
 # 24 examples in steps of 4, one epoch: a 6-step run that takes seconds (part of it from a config file)
 SMALL = "n_train: 24\nn_eval: 8\nmax_tokens: 96\nepochs: 1\nbatch_size: 4\nlr: 1e-3\n"
 FLAGS = ['--ckpt_every', '4', '--cpu']
 
-def env(tmp:Path)->dict:
-    return {'PATH': f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", 'HOME': str(tmp), 'HF_HUB_OFFLINE': '1',
-            'HF_DATASETS_OFFLINE': '1', 'MTP_NB_CACHE': str(tmp/'no-default-trunk-here'), 'OMP_NUM_THREADS': '1'}
-
 def mtp_train(tmp:Path, *args):
-    return subprocess.run([str(BIN/'mtp_train'), *args], capture_output=True, text=True, env=env(tmp), cwd=tmp, timeout=600)
+    return subprocess.run([str(BIN/'mtp_train'), *args], capture_output=True, text=True, env=offline_env(tmp), cwd=tmp, timeout=600)
 
 def snapshot(folder:Path)->dict:
     "Every file under `folder` with its size and modification time."
@@ -29,13 +23,6 @@ def refused(r, message:str):
     assert last.startswith('mtp_train: error: ') and message in last, r.stderr[-3000:]
     assert 'Traceback' not in r.stderr
 
-@pytest.fixture(scope='module')
-def trunk(tmp_path_factory)->str:
-    "A tiny pretrained LLaMA, built once per session (seconds)."
-    from mtp_nb.trunk import TrunkRecipe, default_trunk_dir, load_trunk
-    cache, recipe = tmp_path_factory.getbasetemp()/'tiny-trunk', TrunkRecipe(**TINY)
-    load_trunk(cache_dir=cache, recipe=recipe)
-    return str(default_trunk_dir(cache, recipe))
 
 @pytest.fixture(scope='module')
 def finished(trunk, tmp_path_factory):

@@ -1,35 +1,21 @@
 """`mtp_train` end to end, in subprocesses, on a tiny trunk (hidden 32, 2 layers) and 24 short examples:
 the run folder, an exact resume after SIGKILL, 2 processes equal to 1, and the stop on a non-finite loss."""
-import json, os, signal, subprocess, sys, time
+import json, signal, subprocess, time
 from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from conftest import BIN, offline_env
 
-BIN = Path(sys.executable).parent
-TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            epochs=0.25)  # a few pretraining steps: these tests need a trunk of the right kind, not a good one
 # 24 examples in steps of 4: 6 steps an epoch, 12 in all; trunk frozen for 3 steps; checkpoints at 4, 6, 8, 12
 RUN = ['--n_train', '24', '--n_eval', '8', '--max_tokens', '96', '--epochs', '2', '--batch_size', '4',
        '--micro_batch_size', '2', '--lr', '1e-3', '--trunk_lr', '1e-3', '--warmup_steps', '3', '--lr_warmup_steps', '1',
        '--trunk_ramp_steps', '1', '--log_every', '1', '--ckpt_every', '4', '--cpu']
 
-def env(tmp:Path)->dict:
-    "Offline, one thread per process (deterministic and kind to a shared machine), never the real default trunk."
-    return {'PATH': f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", 'HOME': str(tmp), 'HF_HUB_OFFLINE': '1',
-            'HF_DATASETS_OFFLINE': '1', 'MTP_NB_CACHE': str(tmp/'no-default-trunk-here'), 'OMP_NUM_THREADS': '1'}
-
 def mtp_train(tmp:Path, *args, launcher=()):
     return subprocess.run([*launcher, *((str(BIN/'mtp_train'),) if not launcher else ()), *args],
-                          capture_output=True, text=True, env=env(tmp), cwd=tmp, timeout=600)
+                          capture_output=True, text=True, env=offline_env(tmp), cwd=tmp, timeout=600)
 
-@pytest.fixture(scope='module')
-def trunk(tmp_path_factory)->str:
-    "A tiny pretrained LLaMA, built once per session (seconds)."
-    from mtp_nb.trunk import TrunkRecipe, default_trunk_dir, load_trunk
-    cache, recipe = tmp_path_factory.getbasetemp()/'tiny-trunk', TrunkRecipe(**TINY)
-    load_trunk(cache_dir=cache, recipe=recipe)
-    return str(default_trunk_dir(cache, recipe))
 
 @pytest.fixture(scope='module')
 def full_run(trunk, tmp_path_factory):
@@ -64,7 +50,7 @@ def test_resume_after_sigkill_is_bitwise_equal(trunk, full_run, tmp_path):
     run_dir = tmp_path/'run'
     cmd = [str(BIN/'mtp_train'), '--trunk', trunk, *RUN, '--run_dir', str(run_dir)]
     with open(tmp_path/'killed.log', 'w') as log:
-        p = subprocess.Popen(cmd, stdout=log, stderr=log, env=env(tmp_path), cwd=tmp_path)
+        p = subprocess.Popen(cmd, stdout=log, stderr=log, env=offline_env(tmp_path), cwd=tmp_path)
         while not [c for c in (run_dir/'checkpoints').glob('step-*') if not c.name.endswith('.tmp')]:
             assert p.poll() is None, (tmp_path/'killed.log').read_text()[-3000:]
             time.sleep(0.002)
