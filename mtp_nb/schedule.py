@@ -84,7 +84,8 @@ class Schedule:
     min_lr_ratio:float=0.1 # both cosines end at this fraction of their peak
 
     def __call__(self, step:int)->StepLRs:
-        return StepLRs(trunk_trainable(step, self.warmup_steps),
+        # a trunk LR of 0 keeps the trunk frozen for good: AdamW would not move it, so skip its backward
+        return StepLRs(trunk_trainable(step, self.warmup_steps) and self.trunk_lr > 0,
                        lr_at(step, self.total_steps, self.lr, self.lr_warmup_steps, self.min_lr_ratio),
                        trunk_lr_at(step, self.total_steps, self.trunk_lr, self.warmup_steps,
                                    self.trunk_ramp_steps, self.min_lr_ratio))

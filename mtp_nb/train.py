@@ -574,7 +574,7 @@ def finish(run:Run)->dict:
     if not run.is_main: return {}
     save_final(run)
     summary = summarize(run)
-    for name, fig in plot_metrics(read_metrics(run.dir), run.cfg.warmup_steps or None).items():
+    for name, fig in plot_metrics(read_metrics(run.dir), run.cfg.warmup_steps if run.cfg.trunk_lr > 0 else None).items():
         fig.savefig(run.dir/f'{name}.png', dpi=120)
     (run.dir/'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
     table = summary_table(summary)
