@@ -34,7 +34,7 @@ def next_token_model(mtp:MTPModel, # trunk + heads; head 1 becomes the last laye
     # a trunk saved after `Trainer` training has `use_cache=False` in its config, and a generation config made
     # from it would have `generate` recompute the whole sequence at every token: decode with the cache
     model.config.use_cache = model.generation_config.use_cache = True
-    return model.eval()
+    return model.to(mtp.lm_head.weight.device).eval()
 
 # %% ../nbs/08_speculative.ipynb #f3e4a501
 def new_cache(config)->'DynamicCache':
@@ -93,7 +93,7 @@ class ModuleDecoder:
              )->torch.Tensor: # (K-1, B, C) heads 2..K's outputs there, before the final norm
         "Heads 2..K over the same new tokens (their caches need every one), read at one position per row."
         if len(self.heads) == 1: return self.h.new_empty(0, len(idx), self.h.shape[-1])
-        rows = torch.arange(len(idx))
+        rows = torch.arange(len(idx), device=idx.device)
         return torch.stack([head(self.h, cache=cache, **self.pending)[rows, idx] for head, cache in zip(self.heads[1:], self.caches[1:])])
 
     def crop(self, n:int)->None:
@@ -187,7 +187,7 @@ class FusedLayers:
         keys, values = self._append(qk[:, :, nq:], qkv[:, :, nq + nkv:])        # (D, B, nkv, S+T, d)
         q = qk[:, :, :nq]                                                       # (D, B, nq, T, d)
         if idx is not None:                                                     # one query per row (shared input h)
-            rows = torch.arange(B)
+            rows = torch.arange(B, device=h.device)
             q = q.permute(1, 3, 0, 2, 4)[rows, idx].permute(1, 0, 2, 3)[:, :, :, None]   # (D, B, nq, 1, d)
             allowed, h, T = allowed[rows, :, idx][:, :, None], h[rows, idx][:, None], 1  # (B, 1, 1, S+T), (B, 1, C)
         mask = allowed if D == 1 or B == 1 else allowed.repeat(D, 1, 1, 1)
@@ -231,7 +231,8 @@ def allowed_slots(slot_mask:torch.Tensor, # (B, S+T) 1 on the slots each row kee
                  )->torch.Tensor: # (B, 1, T, S+T) bool
     "Which slots each new token attends to: kept, not after it, within the window; a token always sees itself."
     S = slot_mask.shape[1] - T
-    slots, query = torch.arange(S + T), S + torch.arange(T)[:, None]             # (S+T,), (T, 1)
+    slots = torch.arange(S + T, device=slot_mask.device)                        # (S+T,)
+    query = slots[S:, None]                                                      # (T, 1)
     ok = slot_mask.bool()[:, None, :] & (slots <= query)
     if window: ok &= slots > query - window
     return (ok | (slots == query))[:, None]             # a padding query sees itself: no all-masked row, no NaN
@@ -284,12 +285,12 @@ _PROBED = {}                                           # (layer classes, config,
 
 def _probe_pass(dec, ids:torch.Tensor)->torch.Tensor:
     "8 prompt tokens and their drafts; drop two slots, as after rejected drafts; the last K tokens of `ids` (1, 8+K) and theirs."
-    K = ids.shape[1] - 8
-    first = dec(ids[:, :8], torch.ones(1, 8, dtype=torch.long), torch.arange(8)[None])
-    outs = [first.flatten(), dec.draft(torch.tensor([7])).flatten()]
+    K, dev = ids.shape[1] - 8, ids.device
+    first = dec(ids[:, :8], torch.ones(1, 8, dtype=torch.long, device=dev), torch.arange(8, device=dev)[None])
+    outs = [first.flatten(), dec.draft(torch.tensor([7], device=dev)).flatten()]
     dec.crop(2)
-    block = dec(ids[:, 8:], torch.ones(1, 6 + K, dtype=torch.long), torch.arange(6, 6 + K)[None])
-    return torch.cat([*outs, block.flatten(), dec.draft(torch.tensor([K - 1])).flatten()])
+    block = dec(ids[:, 8:], torch.ones(1, 6 + K, dtype=torch.long, device=dev), torch.arange(6, 6 + K, device=dev)[None])
+    return torch.cat([*outs, block.flatten(), dec.draft(torch.tensor([K - 1], device=dev)).flatten()])
 
 def _probe(mtp:MTPModel, n_heads:int)->str|None:
     "Run both decoders on one probe; None if they agree to the dtype's rounding, else what differed."
@@ -297,7 +298,7 @@ def _probe(mtp:MTPModel, n_heads:int)->str|None:
     key = (type(mtp.heads[0]).__qualname__, type(mtp.trunk).__qualname__, mtp.config.to_json_string(), str(dtype), n_heads > 1)
     if key not in _PROBED:
         g = torch.Generator().manual_seed(0)
-        ids = torch.randint(0, mtp.config.vocab_size, (1, 8 + n_heads), generator=g)   # (1, 8+K)
+        ids = torch.randint(0, mtp.config.vocab_size, (1, 8 + n_heads), generator=g).to(mtp.lm_head.weight.device)   # (1, 8+K)
         tol = {torch.float64: 1e-9, torch.float32: 1e-4}.get(dtype, 5e-2)
         with torch.no_grad(): outs = [_probe_pass(dec, ids) for dec in (ModuleDecoder(mtp, n_heads), FusedDecoder(mtp, n_heads))]
         err = float((outs[0] - outs[1]).abs().max() / outs[0].abs().max())
@@ -375,7 +376,7 @@ def prefill(mtp:MTPModel,
     mask = attention_mask.long()
     position_ids = (mask.cumsum(1) - 1).clamp(min=0)                     # (B, P): left padding does not count
     first = greedy_tokens(mtp, decoder(input_ids, mask, position_ids)[:, -1])   # (B,) prompts end at the last column
-    last = torch.full((len(input_ids),), input_ids.shape[1] - 1)                 # (B,)
+    last = torch.full((len(input_ids),), input_ids.shape[1] - 1, device=input_ids.device)   # (B,)
     fed = torch.cat([first[:, None], greedy_tokens(mtp, decoder.draft(last)).T], 1)   # (B, K)
     decoder.crop(0)
     return DecodeRows(decoder, mask, mask.sum(1), fed, list(range(len(input_ids))), not decoder.sliding)
@@ -387,7 +388,7 @@ def rollback(rows:DecodeRows,
             )->None:
     "Mark each row's rejected slots as holes and crop the slots that every row rejected."
     K = rows.fed.shape[1]
-    mask[:, -K:] = (torch.arange(K) <= kept[:, None]).long()             # (B, K): certain token + kept drafts
+    mask[:, -K:] = (torch.arange(K, device=kept.device) <= kept[:, None]).long()   # (B, K): certain token + kept drafts
     cut = K - 1 - int(kept.max())                                        # slots no row kept
     rows.decoder.crop(cut)
     rows.mask = mask[:, :mask.shape[1] - cut]
@@ -397,7 +398,7 @@ def verify_step(mtp:MTPModel,
                )->tuple[list[list[int]], torch.Tensor]: # each row's committed tokens, and (B,) drafts kept
     "One pass: verify each row's drafts with head 1 and draft the next block from the last kept position."
     B, K = rows.fed.shape
-    position_ids = rows.next_pos[:, None] + torch.arange(K)               # (B, K)
+    position_ids = rows.next_pos[:, None] + torch.arange(K, device=rows.fed.device)   # (B, K)
     mask = torch.cat([rows.mask, torch.ones_like(rows.fed)], 1)            # (B, S+K)
     greedy = greedy_tokens(mtp, rows.decoder(rows.fed, mask, position_ids))   # (B, K) head 1 after each fed token
     kept = accepted_drafts(rows.fed, greedy)                               # (B,)
@@ -422,7 +423,7 @@ def drop_rows(rows:DecodeRows, done:list[bool])->DecodeRows|None:
     keep = [i for i, d in enumerate(done) if not d]
     if not keep: return None
     if len(keep) == len(done): return rows
-    idx = torch.tensor(keep)
+    idx = torch.tensor(keep, device=rows.mask.device)
     rows.decoder.select(idx)
     return DecodeRows(rows.decoder, rows.mask[idx], rows.next_pos[idx], rows.fed[idx], [rows.ids[i] for i in keep], rows.ragged)
 
@@ -438,7 +439,9 @@ def speculative_generate(mtp:MTPModel,
                         )->tuple[list[list[int]], SpecStats]: # new tokens of each row, and the run's counts
     "Greedy self-speculative decoding: head 1 verifies, heads 2..K draft; same tokens as greedy decoding with head 1."
     if max_new_tokens < 1: raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+    device = mtp.lm_head.weight.device                                   # prompts go where the model is
+    input_ids = input_ids.to(device)
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
     decoder = make_decoder(mtp, n_heads, fused)
     rows = prefill(mtp, decoder, input_ids, mask)
     K = rows.fed.shape[1]
@@ -575,7 +578,7 @@ def cached_greedy(model, # a causal LM, e.g. `next_token_model(mtp)`
     cache, out, x = DynamicCache(config=model.config), [], input_ids
     while len(out) < max_new_tokens and (not out or out[-1] != eos_token_id):
         out.append(int(model(x, cache=cache, use_cache=True, logits_to_keep=1).logits[0, -1].argmax()))
-        x = torch.tensor([[out[-1]]])                                   # (1, 1) the next input
+        x = torch.tensor([[out[-1]]], device=input_ids.device)          # (1, 1) the next input
     return out
 
 # %% ../nbs/08_speculative.ipynb #a4b4030d
@@ -603,7 +606,7 @@ def spec_bench(mtp:MTPModel, tokenizer,
               )->dict:
     "Time HF greedy `generate`, two plain greedy loops and self-speculative decoding (modules, fused) on the same prompts, batch 1."
     ref, eos = next_token_model(mtp), tokenizer.eos_token_id
-    ids = [tokenizer(p, return_tensors='pt')['input_ids'] for p in prompts]                 # (1, P) each
+    ids = [tokenizer(p, return_tensors='pt')['input_ids'].to(ref.device) for p in prompts]   # (1, P) each
     def spec(**kwargs):
         def decode(x):
             rows, stats = speculative_generate(mtp, x, max_new_tokens=max_new_tokens, eos_token_id=eos, **kwargs)
