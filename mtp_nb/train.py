@@ -69,6 +69,10 @@ class MTPConfig:
         if self.loss_weights is None: self.loss_weights = [1.0] * max(self.n_heads, 0)
         if self.trunk_grad_scales is None: self.trunk_grad_scales = default_trunk_grad_scales(max(self.n_heads, 1))
 
+    def trunk_trained_by(self, step:int)->bool:
+        "Whether the trunk's layers have moved after `step` optimizer steps: past the freeze, with a trunk LR above 0."
+        return step > self.warmup_steps and self.trunk_lr > 0
+
 # %% ../nbs/05_train.ipynb #af496d46
 class ConfigError(ValueError):
     "Input no run can use (config, trunk, data, run folder, checkpoint): one line naming the fix, raised before anything is written."
@@ -388,7 +392,7 @@ def save_checkpoint(run:Run)->Path|None:
     final = run.dir/'checkpoints'/f'step-{run.step:06d}'
     tmp = final.with_name(final.name + '.tmp')
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_file(trainable_state(run.model, run.step > run.cfg.warmup_steps), tmp/'weights.safetensors')
+    save_file(trainable_state(run.model, run.cfg.trunk_trained_by(run.step)), tmp/'weights.safetensors')
     torch.save(run.optimizer.state_dict(), tmp/'optimizer.pt')
     torch.save(_rng_states(), tmp/'rng.pt')
     epoch, in_epoch = divmod(run.step, run.steps_per_epoch)
@@ -414,7 +418,7 @@ def load_checkpoint(run:Run, path:Path)->None:
     except Exception as e:   # a damaged file fails in its reader's own way (pickle alone raises IndexError, EOFError, ...)
         raise ConfigError(f"checkpoint {path} is corrupt or does not fit this run ({type(e).__name__}: {_first_line(e)}): {fix}") from None
     try:
-        prefixes = _trainable_prefixes(state['step'] > run.cfg.warmup_steps)
+        prefixes = _trainable_prefixes(run.cfg.trunk_trained_by(state['step']))
         need = {n for n in run.model.state_dict() if n.startswith(prefixes)}
         if set(weights) != need: raise KeyError(f"weights differ from this run's: {sorted(set(weights) ^ need)[:2]}")
         run.model.load_state_dict(weights, strict=False)
@@ -520,7 +524,7 @@ def save_final(run:Run)->Path:
     out, tmp = run.dir/'final', run.dir/'final.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     run.model.save_pretrained(tmp)
-    trunk = {n: t for n, t in trainable_state(run.model, run.step > run.cfg.warmup_steps).items() if n.startswith('trunk.')}
+    trunk = {n: t for n, t in trainable_state(run.model, run.cfg.trunk_trained_by(run.step)).items() if n.startswith('trunk.')}
     if trunk: save_file(trunk, tmp/TRUNK_LAYERS)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
@@ -574,7 +578,7 @@ def finish(run:Run)->dict:
     if not run.is_main: return {}
     save_final(run)
     summary = summarize(run)
-    for name, fig in plot_metrics(read_metrics(run.dir), run.cfg.warmup_steps if run.cfg.trunk_lr > 0 else None).items():
+    for name, fig in plot_metrics(read_metrics(run.dir), run.cfg.warmup_steps if run.cfg.trunk_trained_by(run.total_steps) else None).items():
         fig.savefig(run.dir/f'{name}.png', dpi=120)
     (run.dir/'summary.json').write_text(json.dumps(summary, indent=1) + '\n')
     table = summary_table(summary)
