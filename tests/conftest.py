@@ -1,22 +1,36 @@
-"Shared by the process tests: the console scripts' folder, an offline environment, and one tiny pretrained trunk."
-import os, sys
+"Shared by the process tests: the console scripts' folder, an offline environment, one tiny pretrained trunk, and the checks of a refusal."
+import os, re, subprocess, sys
 from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
-# a few pretraining steps: these tests need a trunk of the right kind, not a good one
-TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            epochs=0.25)
+# a tiny run on the tiny trunk: 3 heads, 2 optimizer steps of 8 examples, the trunk trained from the second
+TINY_RUN = dict(n_heads=3, n_train=16, n_eval=8, max_tokens=128, epochs=1, batch_size=8, micro_batch_size=8,
+                lr=3e-3, trunk_lr=1e-3, freeze_steps=1, lr_warmup_steps=1, trunk_ramp_steps=1, log_every=1)
 
 def offline_env(tmp:Path)->dict:
     "Offline, one thread per process (deterministic and kind to a shared machine), never the real default trunk."
     return {'PATH': f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", 'HOME': str(tmp), 'HF_HUB_OFFLINE': '1',
-            'HF_DATASETS_OFFLINE': '1', 'MTP_NB_CACHE': str(tmp/'no-default-trunk-here'), 'OMP_NUM_THREADS': '1'}
+            'HF_DATASETS_OFFLINE': '1', 'MTP_NB_CACHE': str(tmp/'no-default-trunk-here'), 'OMP_NUM_THREADS': '1',
+            'MPLBACKEND': 'Agg'}
+
+def run_cmd(command:str, *args, cwd:Path, timeout:int=600, text:bool=True):
+    "Run a console command of the project in its own process, offline, in `cwd`."
+    return subprocess.run([str(BIN/command), *map(str, args)], capture_output=True, text=text, env=offline_env(cwd), cwd=cwd,
+                          timeout=timeout)
+
+def refused(r, prog:str, message:str)->str:
+    "Exit status 2 and one line on stderr naming the fix, `prog: error: ...`; no traceback. Returns the line."
+    err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode()
+    lines = [l for l in err.strip().splitlines()
+             if not l.startswith(f'{prog}: warning:') and not re.search(r'\d+%\|', l)]   # warnings and progress bars aside
+    assert r.returncode == 2, (r.returncode, err[-3000:])
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and message in lines[0], err[-3000:]
+    assert 'Traceback' not in err
+    return lines[0]
 
 @pytest.fixture(scope='session')
 def trunk(tmp_path_factory)->str:
-    "A tiny pretrained LLaMA (`TINY`), built once per test session (seconds); its folder."
-    from mtp_nb.trunk import TrunkRecipe, default_trunk_dir, load_trunk
-    cache, recipe = tmp_path_factory.getbasetemp()/'tiny-trunk', TrunkRecipe(**TINY)
-    load_trunk(cache_dir=cache, recipe=recipe)
-    return str(default_trunk_dir(cache, recipe))
+    "The tiny pretrained LLaMA every test uses (`TINY_RECIPE`), built once per test session (seconds); its folder."
+    from mtp_nb.trunk import TINY_RECIPE, ensure_default_trunk
+    return str(ensure_default_trunk(tmp_path_factory.getbasetemp()/'tiny-trunk', TINY_RECIPE))

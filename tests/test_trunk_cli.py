@@ -1,34 +1,45 @@
 "The `mtp_trunk` command end to end, in its own process, on a tiny recipe (the real one takes minutes)."
-import json, subprocess, sys
+import json
 from pathlib import Path
+import pytest
+from conftest import refused, run_cmd
 
 TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=2, vocab_size=600)
 
-def run(*args, env_cache=None):
-    cmd = [str(Path(sys.executable).parent/'mtp_trunk'), *args]
-    env = {'PATH': str(Path(sys.executable).parent), 'HOME': str(env_cache or Path.home()), 'HF_HUB_OFFLINE': '1'}
-    if env_cache: env['MTP_NB_CACHE'] = str(env_cache/'cache')
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-
 def test_builds_caches_and_reports(tmp_path):
-    r = run('--cache_dir', str(tmp_path), '--recipe', json.dumps(TINY))
+    r = run_cmd('mtp_trunk', '--cache_dir', tmp_path/'cache', '--recipe', json.dumps(TINY), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert '| tiny LLaMA trunk |' in r.stdout and '| bigram table (same data) |' in r.stdout
-    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]   # beside it: the build's lock file
+    (folder,) = [p for p in (tmp_path/'cache').iterdir() if p.is_dir()]   # beside it: the build's lock file
     assert (folder/'model.safetensors').exists() and (folder/'tokenizer.json').exists()
     report = json.loads((folder/'trunk_report.json').read_text())
     assert 0 < report['model']['accuracy'] <= 1 and report['recipe']['hidden_size'] == 32
+    assert f"trunk: cache/{folder.name}" in r.stdout                          # the path as typed, from where it ran
     stamp = (folder/'model.safetensors').stat().st_mtime
-    r = run('--cache_dir', str(tmp_path), '--recipe', json.dumps(TINY))    # second call: loaded, not rebuilt
+    r = run_cmd('mtp_trunk', '--cache_dir', tmp_path/'cache', '--recipe', json.dumps(TINY), cwd=tmp_path)   # loaded, not rebuilt
     assert r.returncode == 0 and (folder/'model.safetensors').stat().st_mtime == stamp
 
 def test_environment_variable_picks_the_cache(tmp_path):
-    r = run('--recipe', json.dumps(TINY), env_cache=tmp_path)
+    "With no --cache_dir, $MTP_NB_CACHE (set by the offline environment of the tests) is the cache."
+    r = run_cmd('mtp_trunk', '--recipe', json.dumps(TINY), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert len([p for p in (tmp_path/'cache').iterdir() if p.is_dir()]) == 1
+    assert len([p for p in (tmp_path/'no-default-trunk-here').iterdir() if p.is_dir()]) == 1
 
-def test_unknown_recipe_field_is_one_line(tmp_path):
-    r = run('--cache_dir', str(tmp_path), '--recipe', '{"hidden": 3}')
-    assert r.returncode != 0 and "unknown recipe fields ['hidden']" in r.stderr
-    assert not any(tmp_path.iterdir())
+@pytest.mark.parametrize('recipe, message', [
+    ('{"hidden": 3}', "unknown recipe fields ['hidden']"),
+    ('{"hidden_size": -8}', 'recipe hidden_size must be a whole number >= 1, got -8'),
+    ('{"lr": NaN}', 'recipe lr must be a finite number > 0, got nan'),
+    ('{"hidden_size": 30}', 'recipe hidden_size 30 must be a multiple of num_attention_heads 4'),
+    ('{"num_hidden_layers": 1}', 'the trunk keeps all layers but the last, so it needs two'),
+    ('[1, 2]', 'must be a JSON object of TrunkRecipe fields'),
+    ('{hidden', 'neither a JSON object nor a JSON file'),
+])
+def test_bad_recipes_are_one_line_before_any_build(tmp_path, recipe, message):
+    refused(run_cmd('mtp_trunk', '--cache_dir', tmp_path/'cache', '--recipe', recipe, cwd=tmp_path), 'mtp_trunk', message)
+    assert not (tmp_path/'cache').exists()
+
+def test_a_file_as_the_cache(tmp_path):
+    (tmp_path/'a-file').write_text('')
+    refused(run_cmd('mtp_trunk', '--cache_dir', tmp_path/'a-file', '--recipe', json.dumps(TINY), cwd=tmp_path),
+            'mtp_trunk', 'cannot make the trunk cache folder')
