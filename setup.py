@@ -14,6 +14,7 @@ min_python = cfg['min_python']
 
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+gpu_requirements = cfg.get('gpu_requirements', '').split()  # CUDA-only speed-ups: never needed by a test
 console_scripts = cfg.get('console_scripts', '').split()
 
 with open('README.md', encoding='utf-8') as f: long_description = f.read()
@@ -32,7 +33,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, 'gpu': gpu_requirements},
     python_requires='>=' + min_python,
     long_description=long_description,
     long_description_content_type='text/markdown',

@@ -59,7 +59,7 @@ def tidy_outputs(nb:dict, # a notebook (nbformat dict), changed in place
     nb['metadata'].pop('widgets', None)
     return nb
 
-# %% ../nbs/91_notebooks.ipynb #aebb7da0
+# %% ../nbs/91_notebooks.ipynb #ff65f1a5
 def _client_class():
     "nbclient's `NotebookClient`, also remembering which widgets the kernel closed (nbclient itself does not)."
     from nbclient import NotebookClient
@@ -78,7 +78,7 @@ KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']
 _QUIET = logging.getLogger('mtp_nb.notebooks.client'); _QUIET.setLevel(logging.CRITICAL)
 
 def run_notebook(path:str|Path, # the notebook to execute and write back
-                 timeout:float=900, # seconds for the whole notebook
+                 timeout:float=1800, # seconds for the whole notebook
                  kernel:str='python3', # the kernel to run it in
                 )->float: # seconds it took
     "Execute a notebook top to bottom in a real kernel; on success write its tidy, cleaned outputs back."
@@ -98,7 +98,7 @@ def run_notebook(path:str|Path, # the notebook to execute and write back
     subprocess.run([str(Path(sys.executable).parent/'nbdev_clean'), '--fname', str(path)], check=True, capture_output=True)
     return time.time() - t0
 
-# %% ../nbs/91_notebooks.ipynb #fafde1b3
+# %% ../nbs/91_notebooks.ipynb #9b752de3
 def notebook_paths(names:list[str]|None=None, # notebook names (with or without .ipynb); None: all
                    folder:str|Path|None=None, # default: the project's nbs/
                   )->list[Path]:
@@ -114,8 +114,8 @@ def notebook_paths(names:list[str]|None=None, # notebook names (with or without 
     return [by_name[Path(n).stem] for n in names]
 
 @command
-def mtp_notebooks(names:str=None, # comma-separated notebooks to run, e.g. 03_trunk,11_train (default: all)
-                  timeout:float=900, # seconds each notebook may take before it is stopped
+def mtp_notebooks(names:str=None, # comma-separated notebooks to run, e.g. 03_trunk,13_train (default: all)
+                  timeout:float=1800, # seconds each notebook may take before it is stopped
                  ):
     "Execute the notebooks top to bottom in a real kernel, one at a time, and write their outputs back."
     check_number('--timeout', timeout, 0, open_low=True)
