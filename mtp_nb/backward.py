@@ -39,14 +39,14 @@ def default_trunk_grad_scales(n_heads:int, # number of heads
     return [1.0] + [0.1] * (n_heads - 1)
 
 # %% ../nbs/06_backward.ipynb #9087f1f2
-def count_targets(batches:Sequence[Mapping[str, torch.Tensor]], # micro-batches of one step: `input_ids` (B, T), optional `attention_mask`
+def count_targets(batches:Sequence[Mapping[str, torch.Tensor]], # micro-batches of one step: `input_ids` (B, T), optional `attention_mask`, `labels`
                   n_heads:int, # number of heads
                  )->list[int]: # per head: its number of scored tokens over all micro-batches
     "Number of target tokens of each head over all `batches` (the divisor of that head's loss for the step)."
     counts = [0] * n_heads
     for b in batches:
         for k in range(1, n_heads + 1):
-            targets = head_targets(b['input_ids'], k, b.get('attention_mask'))  # (B, T)
+            targets = head_targets(b['input_ids'], k, b.get('attention_mask'), b.get('labels'))  # (B, T)
             counts[k - 1] += int((targets != IGNORE_INDEX).sum())
     return counts
 
@@ -64,13 +64,14 @@ def head_loss_sum(model:MTPModel, # the model whose head `k` to run
                   attention_mask:torch.Tensor|None=None, # (B, T), 0 on padding
                   loss_chunk:int=LOSS_CHUNK, # positions per chunk of logits (0: all at once)
                   liger:bool=False, # Liger-kernel's fused loss instead (CUDA)
+                  labels:torch.Tensor|None=None, # (B, T) `collate`'s: the ids, `IGNORE_INDEX` where no head may be scored (a prompt)
                  )->tuple[torch.Tensor, int]: # summed loss (scalar, with graph) and number of scored tokens
     "Sum over positions of head k's cross-entropy against token t+k, and how many positions count."
     hidden = model.head_hidden(k, h, ctx)                               # (B, T, C)
-    if attention_mask is None:                                          # no padding: the first T-k positions, by slicing
+    if attention_mask is None and labels is None:                       # every position counts: the first T-k, by slicing
         rows, targets = hidden[:, :max(input_ids.shape[1] - k, 0)].flatten(0, 1), input_ids[:, k:].flatten()  # (N, C), (N,)
     else:
-        targets = head_targets(input_ids, k, attention_mask)            # (B, T), IGNORE_INDEX where unscored
+        targets = head_targets(input_ids, k, attention_mask, labels)    # (B, T), IGNORE_INDEX where unscored
         scored = targets != IGNORE_INDEX
         rows, targets = hidden[scored], targets[scored]                 # (N, C), (N,)
     w, b = model.lm_head.weight, model.lm_head.bias
@@ -122,6 +123,7 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
                  trunk_grad_scales:Sequence[float]|None=None, # per head s_k: scales only what head k sends the trunk
                  loss_chunk:int=LOSS_CHUNK, # positions per chunk of a head's logits (0: whole)
                  liger:bool=False, # Liger-kernel's fused loss (CUDA)
+                 labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored; None: every token
                 )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Detached backward of one micro-batch: heads one at a time on a detached trunk output, then the trunk once."
     n = model.n_heads
@@ -132,7 +134,7 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
     h_d = detach_trunk_output(h)                                        # (B, T, C) leaf
     sums, counts = [], []
     for k in range(1, n + 1):
-        loss_sum, count = head_loss_sum(model, k, scale_grad(h_d, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, liger)
+        loss_sum, count = head_loss_sum(model, k, scale_grad(h_d, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, liger, labels)
         # divide by the whole step's count (max 1: a head with no target anywhere has a 0 sum)
         (w[k - 1] * loss_sum / max(n_targets[k - 1], 1)).backward()    # frees head k's logits now
         sums.append(loss_sum.detach()); counts.append(count)
@@ -147,12 +149,13 @@ def naive_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.
                    loss_weights:Sequence[float]|None=None, # per head w_k; default 1
                    trunk_grad_scales:Sequence[float]|None=None, # per head s_k; default 1, 0.1, 0.1, ...
                    loss_chunk:int=0, # positions per chunk of a head's logits (0: whole, the textbook graph)
+                   labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored; None: every token
                   )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Reference: all heads' graphs alive at once on the non-detached trunk output, one `backward`."
     n = model.n_heads
     w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     h, ctx = model.trunk_forward(input_ids, attention_mask)             # (B, T, C), graph kept
-    losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk)
+    losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, labels=labels)
               for k in range(1, n + 1)]                                 # K graphs, K x (B, T, V) alive unless chunked
     sum(w[k] * loss / max(n_targets[k], 1) for k, (loss, _) in enumerate(losses)).backward()
     return HeadLosses(torch.stack([loss.detach() for loss, _ in losses]), torch.tensor([c for _, c in losses]))

@@ -29,10 +29,13 @@ class MTPConfig:
     eval_split:str|None=None # split of --data to evaluate on, when it has one (None: hold out --eval_fraction of --split)
     eval_fraction:float=0.05 # share of --split held out when --data has no eval split: more for tighter numbers
     text_column:str|None=None # the column holding the whole text, when --data has no prompt/reasoning/answer columns
-    columns:dict|None=None # JSON {"their column": "prompt"|"reasoning"|"answer"}, when --data names them differently
+    columns:dict|None=None # JSON {"their column": role}, roles prompt, reasoning, answer, completion, messages (chat), reference: when --data names them differently
+    chat_template:str|None=None # a Jinja chat template (text, or a file) to render --data's chats when the trunk's tokenizer has none
     n_train:int=5000 # training examples: fewer for a faster run (0: all of --split)
     n_eval:int=1000 # held-out examples: fewer for faster evaluations, more for tighter numbers (0: all)
-    max_tokens:int=256 # longest example kept, in tokens: lower it to save memory and time
+    max_tokens:int=256 # longest example kept, in the trunk's tokens (up to its context): lower it to save memory and time
+    completion_only:bool=False # score only what follows each prompt (the assistant's completion) in every head's loss, as chat models are fine-tuned
+    group_by_length:bool=False # steps of examples of similar length, so long-tailed traces pad less (same objective, still a seeded order)
     data_seed:int=0 # seed of the embedded set: keep it equal to the trunk's, so MTP data stays disjoint from pretraining data
     epochs:int=3 # passes over the training examples
     batch_size:int=16 # examples per optimizer step over all processes: keep it when adding processes
@@ -86,7 +89,7 @@ RANGES = dict( # numeric field -> the keyword arguments of `check_number` that d
     eval_batch_size=dict(low=1, integer=True), loss_chunk=dict(low=0, integer=True))
 TRAIN_DTYPES = ('float32', 'bfloat16') # float16 would need loss scaling: bfloat16 saves the same memory without it
 TRUNK_OPTIMIZERS = ('adamw', 'adamw8bit')
-_TEXT = ('trunk', 'cache_dir', 'data', 'split', 'eval_split', 'text_column', 'run_dir') # fields that, when given, must be text
+_TEXT = ('trunk', 'cache_dir', 'data', 'split', 'eval_split', 'text_column', 'chat_template', 'run_dir') # fields that, when given, must be text
 
 def _installed(module:str)->bool:
     import importlib.util
@@ -112,7 +115,7 @@ def check_config(cfg:MTPConfig)->None:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InputError(f"--{name} must be a non-empty text, got {value!r}")
-    for name in ('cpu', 'checkpoint_trunk', 'liger'):
+    for name in ('cpu', 'checkpoint_trunk', 'liger', 'completion_only', 'group_by_length'):
         if not isinstance(getattr(cfg, name), bool): raise InputError(f"--{name} must be true or false, got {getattr(cfg, name)!r}")
     _check_precision_and_kernels(cfg)
     try: check_knobs(cfg.n_heads, [0] * cfg.n_heads, cfg.loss_weights, cfg.trunk_grad_scales)

@@ -268,7 +268,7 @@ def eval_run(run_dir:str|Path, # a finished run folder
     run_dir = Path(run_dir)
     cfg = resolve_config(run_dir/'config.json', run_dir=str(run_dir))
     base, _ = load_model(cfg)                                            # the same trunk, heads still copies of its last layer
-    train_ids, eval_ids = load_data(cfg, tokenizer)
+    train_ids, eval_ids, _ = load_data(cfg, tokenizer)
     report = analyze(model, tokenizer, eval_ids, train_ids, base, batch_size, progress)
     report['run'] = dict(trunk=cfg.trunk or 'embedded tiny LLaMA', n_heads=cfg.n_heads, trunk_grad_scales=cfg.trunk_grad_scales,
                          loss_weights=cfg.loss_weights, n_train=len(train_ids), n_eval=len(eval_ids))

@@ -4,14 +4,15 @@
 
 # %% ../nbs/01_reasoning.ipynb #c2bb0f06
 from __future__ import annotations
-import itertools, random, re
+import itertools, math, random, re
 from collections import Counter
 import datasets
 
 # %% auto #0
 __all__ = ['TOKEN_PATTERN', 'NAMES', 'TEMPLATES', 'SIZES', 'MAX_VALUE', 'OPENINGS', 'CLOSINGS', 'OP_CUES', 'STEP_RE', 'COLUMNS',
            'format_example', 'token_lengths', 'count_tokens', 'draw_problem', 'trace_lines', 'make_example',
-           'read_problem', 'verify', 'filter_examples', 'reasoning_dataset']
+           'read_problem', 'verify', 'boxed_answer', 'answer_of', 'as_number', 'same_answer', 'filter_examples',
+           'reasoning_dataset']
 
 # %% ../nbs/01_reasoning.ipynb #aad55fa8
 def format_example(prompt:str, # the word problem
@@ -244,6 +245,49 @@ def verify(example:dict, # with 'prompt', 'reasoning', 'answer'
     if not said or int(said[-1]) != value:
         return f"the answer says {said[-1] if said else 'nothing'}, the steps give {value}"
     return None
+
+# %% ../nbs/01_reasoning.ipynb #0f6c989d
+_BOXED = re.compile(r'\\(?:boxed|fbox)\s*\{')
+_SAID = re.compile(r'answer is\s*:?\s*(.+?)\s*\.?\s*$', re.IGNORECASE | re.DOTALL)
+_DRESSING = re.compile(r'\\text\{[^{}]*\}|\\[,;:! ]|\\left|\\right|\\displaystyle|[$\s]')
+_FRACTION = re.compile(r'(-?)\\[dt]?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}|(-?[\d.]+)/(-?[\d.]+)')
+
+def boxed_answer(text:str)->str|None:
+    "The content of the last complete `\\boxed{...}` (or `\\fbox{...}`) in `text`, nested braces included; None if none."
+    for start in reversed([m.end() for m in _BOXED.finditer(text)]):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {'{': 1, '}': -1}.get(text[i], 0)
+            if depth == 0: return text[start:i].strip()
+    return None
+
+def answer_of(completion:str)->str|None:
+    "The final answer a completion states: its last `\\boxed{}` (after `</think>` when there is one), else 'the answer is X'."
+    tail = completion.rsplit('</think>', 1)[-1]
+    if (boxed := boxed_answer(tail)) is not None: return boxed
+    said = _SAID.search(tail.strip().splitlines()[-1]) if tail.strip() else None
+    return said[1] if said else None
+
+def as_number(answer:str)->float|None:
+    "The value of an answer written as a number ('1,000', '-3.5', '3/4', '\\frac{3}{4}', '$12$', '50\\%'), else None."
+    s = _DRESSING.sub('', str(answer)).rstrip('.').removesuffix('\\%').removesuffix('%').removeprefix('+')
+    if re.fullmatch(r'-?\d{1,3}(,\d{3})+(\.\d+)?', s): s = s.replace(',', '')     # thousands separators
+    if m := _FRACTION.fullmatch(s):
+        sign, a, b = (m[1], m[2], m[3]) if m[2] is not None else ('', m[4], m[5])
+        try: return (-1 if sign else 1) * float(a) / float(b) if float(b) else None
+        except ValueError: return None
+    try: return float(s) if re.fullmatch(r'-?(\d+\.?\d*|\.\d+)', s) else None
+    except ValueError: return None
+
+def same_answer(said:str|None, # the answer a completion gives (`answer_of`)
+                reference, # the set's reference answer (text or number)
+               )->bool:
+    "Whether two final answers agree: numerically where both are numbers (relative 1e-6), else as text without LaTeX dressing."
+    if said is None or reference is None: return False
+    a, b = as_number(said), as_number(reference)
+    if a is not None and b is not None: return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    plain = lambda s: _DRESSING.sub('', str(s)).rstrip('.').lower()
+    return plain(said) == plain(reference)
 
 # %% ../nbs/01_reasoning.ipynb #a007cf7a
 def filter_examples(examples:list[dict], # candidates with 'prompt', 'reasoning', 'answer', 'text'

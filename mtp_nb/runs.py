@@ -15,13 +15,14 @@ from .core import (HEADS_CONFIG, InputError, KIND_NAMES, atomic_dir, check_writa
                          is_temp, new_figure, write_atomic)
 from .data import pad_id_of
 from .heads import TRUNK_LAYERS, MTPModel
+from .plan import trunk_config
 from .schedule import Schedule, freeze_outlasts_run
 from .step import load_data, load_model, make_optimizer
 
 # %% auto #0
-__all__ = ['Run', 'check_run_dir', 'setup_run', 'checkpoints', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint',
-           'read_metrics', 'append_metrics', 'start_run_folder', 'save_final', 'load_run', 'plot_metrics', 'summarize',
-           'summary_table']
+__all__ = ['Run', 'check_run_dir', 'check_context', 'setup_run', 'checkpoints', 'latest_checkpoint', 'save_checkpoint',
+           'load_checkpoint', 'read_metrics', 'append_metrics', 'start_run_folder', 'save_final', 'load_run',
+           'plot_metrics', 'summarize', 'summary_table']
 
 # %% ../nbs/12_runs.ipynb #31e126e1
 @dataclass
@@ -39,6 +40,7 @@ class Run:
     elapsed:float=0.0 # training seconds before this session (a resumed run)
     started:float=field(default_factory=time.time)
     log:dict=field(default_factory=dict) # loss sums and target counts since the last metrics line
+    data_report:dict=field(default_factory=dict) # what reading the data did (`load_data`): written to data.json
 
     @property
     def steps_per_epoch(self)->int: return math.ceil(len(self.train_ids) / self.cfg.batch_size)
@@ -77,13 +79,21 @@ def check_run_dir(run_dir:Path, resume:bool, overwrite:bool)->None:
                          + (" (--overwrite only replaces a run folder)" if overwrite else '') + ": pick another --run_dir")
     check_writable(run_dir, '--resume' if resume else '--run_dir')
 
+def check_context(cfg:MTPConfig)->None:
+    "Refuse a `--max_tokens` past the trunk's context (its `max_position_embeddings`), EOS included."
+    context = getattr(trunk_config(cfg.trunk, cfg.cache_dir), 'max_position_embeddings', None)
+    if context is not None and cfg.max_tokens + 1 > context:
+        raise InputError(f"--max_tokens {cfg.max_tokens} (+1 for EOS) is past the trunk's context of {context} tokens: "
+                         f"pass --max_tokens {context - 1} or less")
+
 def setup_run(cfg:MTPConfig, resume:bool=False, overwrite:bool=False)->Run:
     "Check everything, load trunk and data, build heads and optimizer, restore the last checkpoint when resuming. Writes nothing."
     from accelerate import Accelerator
     check_config(cfg)
     check_run_dir(Path(cfg.run_dir), resume, overwrite)
     _, tokenizer = load_model(cfg, model=False)
-    train_ids, eval_ids = load_data(cfg, tokenizer)                     # bad data is refused before the weights load
+    check_context(cfg)                                                  # a too-long --max_tokens, before any data is read
+    train_ids, eval_ids, report = load_data(cfg, tokenizer)             # bad data is refused before the weights load
     accelerator = Accelerator(cpu=cfg.cpu)
     torch.manual_seed(cfg.seed)
     model, _ = load_model(cfg)
@@ -91,7 +101,8 @@ def setup_run(cfg:MTPConfig, resume:bool=False, overwrite:bool=False)->Run:
         model.upcast_trunk()                                            # float32 masters for a trunk that will move
     model.set_trunk_checkpointing(cfg.checkpoint_trunk)
     model.to(accelerator.device)
-    run = Run(cfg, Path(cfg.run_dir), model, tokenizer, make_optimizer(model, cfg), train_ids, eval_ids, accelerator)
+    run = Run(cfg, Path(cfg.run_dir), model, tokenizer, make_optimizer(model, cfg), train_ids, eval_ids, accelerator,
+              data_report=report)
     if freeze_outlasts_run(run.total_steps, cfg.freeze_steps) and cfg.trunk_lr > 0:
         warnings.warn(f"the trunk's freeze (--freeze_steps {cfg.freeze_steps}) lasts the whole run ({run.total_steps} steps), "
                       "so the trunk never trains: lower --freeze_steps to fine-tune it, or pass --trunk_lr 0 to say so")
@@ -161,7 +172,7 @@ def append_metrics(run:Run, record:dict)->None:
         with open(run.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(record) + '\n')
 
 def start_run_folder(run:Run, resume:bool=False, overwrite:bool=False)->None:
-    "Create the run folder (emptied with `overwrite`) and its config.json; on resume, drop metrics past the checkpoint."
+    "Create the run folder (emptied with `overwrite`) and its config.json and data.json; on resume, drop metrics past the checkpoint."
     if run.is_main:
         if overwrite: shutil.rmtree(run.dir, ignore_errors=True)
         (run.dir/'checkpoints').mkdir(parents=True, exist_ok=True)
@@ -171,6 +182,7 @@ def start_run_folder(run:Run, resume:bool=False, overwrite:bool=False)->None:
             kept = [r for r in read_metrics(run.dir) if run.step > 0 and r['step'] <= run.step]
             write_atomic(run.dir/'metrics.jsonl', ''.join(json.dumps(r) + '\n' for r in kept))
         else: write_atomic(run.dir/'config.json', json.dumps(asdict(run.cfg), indent=1) + '\n')
+        write_atomic(run.dir/'data.json', json.dumps(run.data_report, indent=1) + '\n')   # the filter's counts, stage by stage
     run.accelerator.wait_for_everyone()
 
 # %% ../nbs/12_runs.ipynb #1c4192c7

@@ -11,7 +11,8 @@ import torch
 from .backward import HeadLosses, count_targets, mtp_backward
 from .config import MTPConfig
 from .core import InputError, first_line
-from .data import IGNORE_INDEX, collate, head_targets, load_reasoning, tokenize_dataset
+from .data import (IGNORE_INDEX, TokenRows, batch_rows, collate, head_targets, load_reasoning, read_chat_template,
+                         sample_rows, tokenize_rows)
 from .heads import MTPModel
 from .loss import LOSS_CHUNK, linear_ce_scores
 from .reasoning import reasoning_dataset
@@ -19,10 +20,13 @@ from .schedule import StepLRs, set_lrs
 from .trunk import load_trunk
 
 # %% auto #0
-__all__ = ['epoch_order', 'step_batches', 'load_data', 'load_model', 'Optimizers', 'make_optimizer', 'NonFiniteLoss',
-           'StepResult', 'train_step', 'evaluate_heads']
+__all__ = ['MEGABATCH', 'epoch_order', 'length_grouped_order', 'step_rows', 'step_batches', 'padding_share', 'TrainingData',
+           'load_data', 'report_lines', 'load_model', 'Optimizers', 'make_optimizer', 'NonFiniteLoss', 'StepResult',
+           'train_step', 'evaluate_heads']
 
 # %% ../nbs/11_step.ipynb #627a2cb5
+MEGABATCH = 50 # batches sorted together by `group_by_length` (as HF Trainer's length-grouped sampler): more, less padding but less random batches
+
 def epoch_order(n:int, # examples
                 seed:int, # the run's seed
                 epoch:int, # 0-based
@@ -30,51 +34,114 @@ def epoch_order(n:int, # examples
     "The example order of `epoch`: a pure function of `seed` and `epoch`."
     return np.random.default_rng([seed, epoch]).permutation(n).tolist()
 
-def step_batches(ids:list[list[int]], # token ids of the training examples
+def length_grouped_order(lengths:list[int], # tokens per example
+                         seed:int, epoch:int, # as `epoch_order`
+                         batch_size:int, # examples per optimizer step
+                        )->list[int]: # a permutation of range(len(lengths))
+    "An epoch order whose steps hold examples of similar length: shuffled, sorted within megabatches, then the steps shuffled."
+    order, mega = epoch_order(len(lengths), seed, epoch), MEGABATCH * batch_size
+    grouped = [j for a in range(0, len(order), mega) for j in sorted(order[a:a + mega], key=lambda j: -lengths[j])]
+    steps = [grouped[a:a + batch_size] for a in range(0, len(grouped), batch_size)]
+    full, last = (steps[:-1], steps[-1:]) if len(steps[-1]) < batch_size else (steps, [])   # a short step stays last
+    shuffled = [full[s] for s in np.random.default_rng([seed, epoch, 1]).permutation(len(full))]
+    return [j for s in shuffled + last for j in s]
+
+def step_rows(lengths:list[int], # tokens per training example
+              step:int, # optimizer steps done: this is step `step + 1`
+              batch_size:int, micro_batch_size:int, seed:int, # as the run's config
+              rank:int=0, world:int=1, # this process and the number of processes
+              group_by_length:bool=False, # steps of similar lengths (`length_grouped_order`)
+             )->list[list[int]]: # example indices, one list per micro-batch
+    "Which examples this process's micro-batches of the next optimizer step hold."
+    steps_per_epoch = math.ceil(len(lengths) / batch_size)
+    epoch, i = divmod(step, steps_per_epoch)
+    order = length_grouped_order(lengths, seed, epoch, batch_size) if group_by_length else epoch_order(len(lengths), seed, epoch)
+    chosen = sorted(order[i * batch_size:(i + 1) * batch_size], key=lambda j: lengths[j])[rank::world]
+    return [chosen[a:a + micro_batch_size] for a in range(0, len(chosen), micro_batch_size)]
+
+def step_batches(ids:list[list[int]], # token ids of the training examples (`TokenRows` when prompts are not scored)
                  step:int, # optimizer steps done: this builds step `step + 1`
                  batch_size:int, # examples per optimizer step, all processes together
                  micro_batch_size:int, # rows per forward/backward
                  seed:int, # the run's seed
                  pad_id:int, # padding id (the mask, not the id, marks padding)
                  rank:int=0, world:int=1, # this process and the number of processes
-                )->list[dict]: # micro-batches: `input_ids` and `attention_mask`, each (B, T)
+                 group_by_length:bool=False, # steps of similar lengths, so that padding stays small
+                )->list[dict]: # micro-batches: `input_ids` and `attention_mask` (B, T), `labels` when prompts are not scored
     "This process's micro-batches of the next optimizer step."
-    steps_per_epoch = math.ceil(len(ids) / batch_size)
-    epoch, i = divmod(step, steps_per_epoch)
-    chosen = epoch_order(len(ids), seed, epoch)[i * batch_size:(i + 1) * batch_size]
-    rows = sorted((ids[j] for j in chosen), key=len)[rank::world]
-    return [collate([{'input_ids': r} for r in rows[a:a + micro_batch_size]], pad_id)
-            for a in range(0, len(rows), micro_batch_size)]
+    lengths = [len(r) for r in ids]
+    return [collate(batch_rows(ids, at), pad_id)
+            for at in step_rows(lengths, step, batch_size, micro_batch_size, seed, rank, world, group_by_length)]
+
+def padding_share(lengths:list[int], # tokens per training example
+                  batch_size:int, micro_batch_size:int, seed:int, # as the run's config
+                  group_by_length:bool=False, # as the run's config
+                  world:int=1, # processes
+                 )->float: # padding positions / all positions of the first epoch's micro-batches
+    "How much of an epoch's compute goes to padding, for a batching choice."
+    pad = total = 0
+    for step in range(math.ceil(len(lengths) / batch_size)):
+        for rank in range(world):
+            for at in step_rows(lengths, step, batch_size, micro_batch_size, seed, rank, world, group_by_length):
+                T = max(lengths[j] for j in at)
+                pad, total = pad + T * len(at) - sum(lengths[j] for j in at), total + T * len(at)
+    return pad / max(total, 1)
 
 # %% ../nbs/11_step.ipynb #5440f901
+class TrainingData(NamedTuple):
+    "The token rows a run trains and is evaluated on, and what reading them did."
+    train:TokenRows # training examples, EOS appended
+    held:TokenRows # held-out examples
+    report:dict # the source and its form, the filter's counts after every stage, what was used, the padding share
+
 def _texts(cfg:MTPConfig, tokenizer)->tuple:
-    "Training and held-out texts: the embedded set's splits, or `cfg.data` read by `load_reasoning`."
+    "Training and held-out texts, and the counts of reading them: the embedded set's splits, or `cfg.data` read by `load_reasoning`."
     if cfg.data is None:
-        dd = reasoning_dataset(n_train=cfg.n_train, n_eval=cfg.n_eval, n_pretrain=0, seed=cfg.data_seed,
-                               max_tokens=cfg.max_tokens)
-        return dd['train'], dd['eval']
-    kw = dict(columns=cfg.columns, text_column=cfg.text_column, max_tokens=cfg.max_tokens, tokenizer=tokenizer)
-    train = load_reasoning(cfg.data, cfg.split, **kw)
-    if cfg.eval_split: held = load_reasoning(cfg.data, cfg.eval_split, **kw)
+        dd, stats = reasoning_dataset(n_train=cfg.n_train, n_eval=cfg.n_eval, n_pretrain=0, seed=cfg.data_seed,
+                                      max_tokens=cfg.max_tokens, return_stats=True)
+        return dd['train'], dd['eval'], dict(source='the embedded reasoning set', form='sections', **stats)
+    kw = dict(columns=cfg.columns, text_column=cfg.text_column, max_tokens=cfg.max_tokens, tokenizer=tokenizer, return_counts=True)
+    train, counts = load_reasoning(cfg.data, cfg.split, **kw)
+    report = dict(source=cfg.data, split=cfg.split, **counts)
+    if cfg.eval_split:
+        held, report['eval'] = load_reasoning(cfg.data, cfg.eval_split, **kw)
+        seen = set(train['prompt'] if any(train['prompt']) else train['text'])
+        held = held.filter(lambda b: [p not in seen for p in (b['prompt'] if any(b['prompt']) else b['text'])], batched=True)
+        report['eval']['not in training'] = len(held)                      # a prompt in both splits would flatter every head
     else:
         parts = train.train_test_split(test_size=cfg.eval_fraction, seed=cfg.data_seed)
         train, held = parts['train'], parts['test']
-    first = lambda ds, n: ds.select(range(min(n, len(ds)))) if n else ds
-    return first(train, cfg.n_train), first(held, cfg.n_eval)
+    return sample_rows(train, cfg.n_train, cfg.data_seed), sample_rows(held, cfg.n_eval, cfg.data_seed), report
 
-def load_data(cfg:MTPConfig, tokenizer)->tuple[list[list[int]], list[list[int]]]:
-    "Token ids (EOS appended) of the training and held-out examples; a one-line `InputError` for data no run can use."
+def load_data(cfg:MTPConfig, tokenizer)->TrainingData:
+    "Token rows of the training and held-out examples and a report of the filter; a one-line `InputError` for data no run can use."
     where = 'the embedded data set' if cfg.data is None else f'--data {cfg.data}'
-    try: sets = _texts(cfg, tokenizer)
+    if cfg.chat_template: tokenizer.chat_template = read_chat_template(cfg.chat_template)
+    try: train, held, report = _texts(cfg, tokenizer)
     except (OSError, ValueError) as e: raise InputError(f"{where}: {first_line(e)}") from None
     out = []
-    for name, ds in zip(('training', 'held-out'), sets):
-        # the filters counted text tokens; the trunk's tokenizer (plus EOS) must agree
-        rows = tokenize_dataset(ds.select_columns(['text']), tokenizer, cfg.max_tokens + 1)['input_ids'] if len(ds) else []
+    for name, ds in (('training', train), ('held-out', held)):
+        rows = tokenize_rows(ds, tokenizer, cfg.completion_only, cfg.max_tokens) if len(ds) else TokenRows()
         if not rows: raise InputError(f"{where}: no {name} examples left with at most {cfg.max_tokens} tokens: "
                                        "raise --max_tokens, or check --split / --eval_split / --n_train")
         out.append(rows)
-    return tuple(out)
+    lengths = [len(r) for r in out[0]]
+    shares = {g: padding_share(lengths, cfg.batch_size, cfg.micro_batch_size, cfg.seed, g) for g in (False, True)}
+    report |= dict(used={'training': len(out[0]), 'held-out': len(out[1])}, scored='completion' if cfg.completion_only else 'whole text',
+                   tokens={'median': int(np.median(lengths)), 'max': max(lengths)},
+                   padding={'random order': round(shares[False], 4), 'grouped by length': round(shares[True], 4)})
+    return TrainingData(*out, report)
+
+def report_lines(report:dict)->list[str]:
+    "A data report as the lines a run prints: the filter's counts stage by stage, what is used, the padding share."
+    stages = [k for k in ('candidates', 'rows', 'well-formed', 'verified', 'within max_tokens', 'unique', 'not in training') if k in report]
+    lines = [f"data: {report['source']} ({report['form']}): " + ' -> '.join(f"{k} {report[k]}" for k in stages)]
+    if 'eval' in report: lines.append('held-out split: ' + ' -> '.join(f"{k} {v}" for k, v in report['eval'].items() if isinstance(v, int)))
+    pad = report['padding']
+    lines.append(f"used {report['used']['training']} training and {report['used']['held-out']} held-out examples, "
+                 f"{report['tokens']['median']} tokens median, {report['tokens']['max']} max, scoring the {report['scored']}; "
+                 f"padding {pad['random order']:.1%} of positions in random order, {pad['grouped by length']:.1%} grouped by length")
+    return lines
 
 # %% ../nbs/11_step.ipynb #c717a28d
 def load_model(cfg:MTPConfig, # its trunk, cache_dir and n_heads
@@ -139,8 +206,9 @@ def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
     for p in params: p.grad = torch.zeros_like(p)                             # a process without rows still sends zeros
     device, sums = params[0].device, torch.zeros(model.n_heads, dtype=torch.float64)
     for b in batches:
+        labels = b['labels'].to(device) if 'labels' in b else None           # (B, T) when prompts are not scored
         out = mtp_backward(model, b['input_ids'].to(device), b['attention_mask'].to(device), n_targets.tolist(),
-                           cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger)
+                           cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger, labels)
         sums += out.sums.double().cpu()
     _sync_grads(params, all_sum)
     if all_sum: sums = all_sum(sums)
@@ -156,7 +224,7 @@ def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
 # %% ../nbs/11_step.ipynb #eaa2616c
 @torch.no_grad()
 def evaluate_heads(model:MTPModel,
-                   ids:list[list[int]], # token ids of the held-out examples
+                   ids:list[list[int]], # token ids of the held-out examples (`TokenRows`: only their scored positions count)
                    pad_id:int, # padding id
                    batch_size:int=32, # rows per forward
                    rank:int=0, world:int=1, # this process and the number of processes
@@ -166,13 +234,13 @@ def evaluate_heads(model:MTPModel,
     "Per-head mean cross-entropy and top-1 accuracy against token t+k, over every scored position of `ids`."
     K, device = model.n_heads, next(model.parameters()).device
     totals = torch.zeros(3, K, dtype=torch.float64)                       # loss sum, correct, scored; per head
-    rows = sorted(ids, key=len)[rank::world]                              # similar lengths pad less
+    rows = sorted(range(len(ids)), key=lambda j: len(ids[j]))[rank::world]  # similar lengths pad less
     for a in range(0, len(rows), batch_size):
-        b = collate([{'input_ids': r} for r in rows[a:a + batch_size]], pad_id)
+        b = collate(batch_rows(ids, rows[a:a + batch_size]), pad_id)
         x, mask = b['input_ids'].to(device), b['attention_mask'].to(device)     # (B, T)
         h, ctx = model.trunk_forward(x, mask)                             # (B, T, C)
         for k in range(1, K + 1):
-            targets = head_targets(x, k, mask)                            # (B, T): token t+k or IGNORE_INDEX
+            targets = head_targets(x, k, mask, b['labels'].to(device) if 'labels' in b else None)   # (B, T): token t+k or IGNORE_INDEX
             scored = targets != IGNORE_INDEX
             hidden = model.head_hidden(k, h, ctx)[scored]                 # (N, C) at scored positions only
             loss, hits = linear_ce_scores(hidden, model.lm_head.weight, targets[scored], loss_chunk, model.lm_head.bias)

@@ -11,7 +11,7 @@ from .config import MTPConfig, TrainFlags, parse_train_args, resolve_config
 from .core import InputError, folder_kind, input_errors, shown, write_atomic
 from .runs import (Run, append_metrics, latest_checkpoint, plot_metrics, read_metrics, save_checkpoint, save_final,
                          setup_run, start_run_folder, summarize, summary_table)
-from .step import NonFiniteLoss, StepResult, evaluate_heads, step_batches, train_step
+from .step import NonFiniteLoss, StepResult, evaluate_heads, report_lines, step_batches, train_step
 
 # %% auto #0
 __all__ = ['evaluate_run', 'advance', 'fit', 'finish', 'train', 'ensure_run', 'mtp_train']
@@ -48,7 +48,7 @@ def advance(run:Run)->StepResult:
     "One optimizer step of `run`, then its bookkeeping: metrics line, evaluations, checkpoint."
     cfg, acc = run.cfg, run.accelerator
     batches = step_batches(run.train_ids, run.step, cfg.batch_size, cfg.micro_batch_size, cfg.seed, run.pad_id,
-                           acc.process_index, acc.num_processes)
+                           acc.process_index, acc.num_processes, cfg.group_by_length)
     try: result = train_step(run.model, run.optimizer, batches, run.schedule(run.step), cfg, run.all_sum)
     except NonFiniteLoss as e:
         last = latest_checkpoint(run.dir)
@@ -100,6 +100,7 @@ def train(cfg:MTPConfig, # what to run
     "Train heads (and, after the freeze, the trunk) as `cfg` says; write the run folder; return the summary."
     run = setup_run(cfg, resume, overwrite)
     start_run_folder(run, resume, overwrite)
+    if run.is_main and cfg.data is not None: print('\n'.join(report_lines(run.data_report)), flush=True)
     run.started = time.time()
     if run.step == 0: evaluate_run(run, 'before training')
     fit(run)

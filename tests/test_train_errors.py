@@ -86,8 +86,8 @@ def test_data_files_that_do_not_parse_or_fit(trunk, tmp_path):
     cases = [(['--data', 'garbage.jsonl'], 'cannot read garbage.jsonl [train]: JSON parse error'),
              (['--data', 'empty.jsonl'], 'empty.jsonl is empty: no rows to read'),
              (['--data', 'set.txt'], 'a local data file must end in .json, .jsonl, .parquet, .csv'),
-             (['--data', 'set.jsonl'], "needs columns ['prompt', 'reasoning', 'answer']"),
-             (['--data', 'set.jsonl', '--text_column', 'body', '--max_tokens', '2'], 'no rows left of 3 with at most 2 tokens; raise max_tokens'),
+             (['--data', 'set.jsonl'], "needs columns prompt, reasoning, answer; or messages (chat)"),
+             (['--data', 'set.jsonl', '--text_column', 'body', '--max_tokens', '2'], "no rows left after the filter 'within max_tokens'"),
              (['--data', 'holes.jsonl'], "every one of its 3 rows is unusable (first: row 0: column 'text' is empty)"),
              (['--data', trunk], 'is a model folder (an HF config.json and weights), not a data set')]
     for args, message in cases:
@@ -102,7 +102,7 @@ def test_rows_with_holes_are_dropped_with_one_counted_warning(trunk, tmp_path):
                   '--n_eval', '0', '--batch_size', '8', '--epochs', '1', '--cpu', '--run_dir', tmp_path/'run')
     assert r.returncode == 0, r.stderr[-3000:]
     warnings = [l for l in r.stderr.splitlines() if 'dropped' in l]
-    assert warnings == ["mtp_train: warning: set.jsonl: dropped 2 of 22 rows with a missing, empty or non-text cell "
+    assert warnings == ["mtp_train: warning: set.jsonl [train]: dropped 2 of 22 malformed rows "
                         "(first: row 5: column 'text' is missing (null))"]
     assert json.loads((tmp_path/'run'/'summary.json').read_text())['n_train'] == 15
 

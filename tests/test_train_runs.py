@@ -30,7 +30,7 @@ def final_weights(run_dir:Path)->dict:
 
 def test_run_folder(full_run):
     run_dir, r = full_run
-    assert sorted(p.name for p in run_dir.iterdir()) == ['accuracy.png', 'checkpoints', 'config.json', 'final', 'loss.png',
+    assert sorted(p.name for p in run_dir.iterdir()) == ['accuracy.png', 'checkpoints', 'config.json', 'data.json', 'final', 'loss.png',
                                                         'metrics.jsonl', 'summary.json', 'summary.md']
     cfg = json.loads((run_dir/'config.json').read_text())
     assert (cfg['n_heads'], cfg['trunk_grad_scales'], cfg['batch_size'], cfg['freeze_steps']) == (4, [1.0, 0.1, 0.1, 0.1], 4, 3)
