@@ -50,6 +50,7 @@ class MTPConfig:
     grad_clip:float=1.0 # maximum global gradient norm: lower it if the loss spikes
     loss_weights:list[float]|None=None # w_k per head (None: all 1): weigh near or far heads more
     trunk_grad_scales:list[float]|None=None # s_k per head (None: 1 for head 1, 0.1 for the others): how hard head k may pull on the trunk
+    drafters_only:bool=False # train heads 2..n only: the trunk and head 1 stay exactly the base model, so decoding is lossless with respect to the model you brought
     seed:int=0 # seed of the data order and of torch: change it for another sample of the same run
     run_dir:str='runs/mtp' # where config, metrics, checkpoints, plots and summary go: one folder per run
     log_every:int=10 # optimizer steps per metrics line: lower for finer loss curves
@@ -64,13 +65,14 @@ class MTPConfig:
     liger:bool=False # Liger-kernel's fused linear cross-entropy for the heads' loss, on CUDA (pip install -e ".[gpu]")
 
     def __post_init__(self):
-        if self.loss_weights is None and isinstance(self.n_heads, int): self.loss_weights = [1.0] * max(self.n_heads, 0)
+        if self.loss_weights is None and isinstance(self.n_heads, int):   # drafters only: head 1 is the base model, not trained
+            self.loss_weights = [0.0 if self.drafters_only is True else 1.0] * min(self.n_heads, 1) + [1.0] * max(self.n_heads - 1, 0)
         if self.trunk_grad_scales is None and isinstance(self.n_heads, int):
             self.trunk_grad_scales = default_trunk_grad_scales(max(self.n_heads, 1))
 
     def trunk_trained_by(self, step:int)->bool:
-        "Whether the trunk's layers have moved after `step` optimizer steps: past the freeze, with a trunk LR above 0."
-        return step > self.freeze_steps and self.trunk_lr > 0
+        "Whether the trunk's layers have moved after `step` optimizer steps: past the freeze, with a trunk LR above 0, not drafters only."
+        return not self.drafters_only and step > self.freeze_steps and self.trunk_lr > 0
 
 # %% ../nbs/10_config.ipynb #d1a5f84e
 SEED_MAX = 2**32 - 1 # numpy's and torch's seeds must stay below this
@@ -115,11 +117,15 @@ def check_config(cfg:MTPConfig)->None:
         value = getattr(cfg, name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InputError(f"--{name} must be a non-empty text, got {value!r}")
-    for name in ('cpu', 'checkpoint_trunk', 'liger', 'completion_only', 'group_by_length'):
+    for name in ('cpu', 'checkpoint_trunk', 'liger', 'completion_only', 'group_by_length', 'drafters_only'):
         if not isinstance(getattr(cfg, name), bool): raise InputError(f"--{name} must be true or false, got {getattr(cfg, name)!r}")
     _check_precision_and_kernels(cfg)
+    if cfg.drafters_only and cfg.n_heads < 2: raise InputError("--drafters_only trains heads 2..n: pass --n_heads 2 or more")
     try: check_knobs(cfg.n_heads, [0] * cfg.n_heads, cfg.loss_weights, cfg.trunk_grad_scales)
     except InputError as e: raise InputError(f"{e}: pass --loss_weights and --trunk_grad_scales as {cfg.n_heads} values >= 0") from None
+    if cfg.drafters_only and cfg.loss_weights[0] != 0:
+        raise InputError(f"--drafters_only keeps head 1 the base model's, so its loss weight must be 0, got {cfg.loss_weights[0]}: "
+                         "start --loss_weights with 0, or leave it out")
     try: check_columns(cfg.columns)
     except InputError as e: raise InputError(f"--{e}") from None
     if cfg.columns and cfg.text_column: raise InputError("--columns and --text_column contradict each other: pass one")

@@ -13,13 +13,15 @@ from .data import left_pad, pad_id_of
 from .fused import make_decoder
 from .heads import MTPModel, next_token_model, read_heads_config
 from .runs import load_run
+from .sampling import Sampling
 from .config import SEED_MAX
 from .speculative import ModuleDecoder, SpecStats, hf_greedy, speculative_generate
 from .trunk import load_trunk, parse_dtype
 
 # %% auto #0
-__all__ = ['DECODERS', 'BENCH_NAMES', 'SpecOutput', 'generate', 'load_for_decoding', 'mtp_generate', 'cached_greedy',
-           'heldout_prompts', 'spec_bench', 'format_bench', 'plot_bench', 'save_bench', 'mtp_spec_bench']
+__all__ = ['DECODERS', 'BENCH_NAMES', 'SpecOutput', 'generate', 'load_for_decoding', 'sampling_of', 'mtp_generate',
+           'cached_greedy', 'heldout_prompts', 'spec_bench', 'format_bench', 'plot_bench', 'save_bench',
+           'mtp_spec_bench']
 
 # %% ../nbs/20_decoding.ipynb #4c6d0c03
 @dataclass
@@ -36,15 +38,16 @@ def generate(mtp:MTPModel,
              eos_token_id:int|None=None, # default: the tokenizer's EOS
              n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
              fused:bool=True, # fused layers where the model allows (`make_decoder`); False: the model's own modules
+             sampling:Sampling|None=None, # draw tokens (temperature, top-k, top-p, seed; `19_sampling`); None: greedy
             )->SpecOutput:
-    "Self-speculative greedy decoding of text prompts; lossless with respect to greedy decoding with head 1."
+    "Self-speculative decoding of text prompts: greedy, or sampling; lossless with respect to head 1 alone either way."
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts): raise InputError("prompts must be one text or a list of texts")
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     seqs = [tokenizer(p)['input_ids'] for p in prompts]                  # the tokenizer's own special tokens, as for HF
     if not all(seqs): raise InputError("every prompt needs at least one token: an empty prompt gives the model nothing to continue")
     decoder = make_decoder if fused else ModuleDecoder
-    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad_id_of(tokenizer)), max_new_tokens, eos, n_heads, decoder)
+    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad_id_of(tokenizer)), max_new_tokens, eos, n_heads, decoder, sampling)
     return SpecOutput([tokenizer.decode(t, skip_special_tokens=True) for t in tokens], tokens, stats)
 
 # %% ../nbs/20_decoding.ipynb #116a80dd
@@ -73,6 +76,14 @@ def _check_decoding_flags(max_new_tokens:int, threads:int|None, n_heads:int|None
     if threads is not None: check_number('--threads', threads, 1, integer=True)
     if n_heads is not None: check_number('--n_heads', n_heads, 1, integer=True)
 
+def sampling_of(temperature:float, top_k:int, top_p:float, seed:int)->Sampling|None:
+    "The `Sampling` the decoding flags ask for; None (greedy) at temperature 0, where top-k and top-p mean nothing."
+    check_number('--temperature', temperature, 0)
+    if temperature == 0:
+        if top_k or top_p != 1: raise InputError("--top_k and --top_p shape sampling: pass --temperature > 0 too (0 is greedy)")
+        return None
+    return Sampling(temperature, top_k, top_p, seed)
+
 @command
 def mtp_generate(heads:str, # a finished run folder (e.g. runs/mtp), or a heads folder written by MTPModel.save_pretrained
                  prompt:str=None, # text to continue; default: the first held-out prompt of the embedded data
@@ -82,16 +93,21 @@ def mtp_generate(heads:str, # a finished run folder (e.g. runs/mtp), or a heads 
                  threads:int=None, # torch CPU threads; default: torch's choice
                  n_heads:int=None, # heads to use: 1 is plain greedy decoding; default all
                  hf_layers:bool=False, # decode with the model's own modules instead of fused layers
+                 temperature:float=0.0, # sample at this temperature (0: greedy); still exactly head 1's distribution
+                 top_k:int=0, # with --temperature: draw from the k most likely tokens only (0: all)
+                 top_p:float=1.0, # with --temperature: draw from the most likely tokens whose probability reaches this
+                 seed:int=0, # with --temperature: same seed, same text
                 ):
     "Continue a prompt with self-speculative decoding; print the text and the statistics."
     from transformers.utils import logging
     _check_decoding_flags(max_new_tokens, threads, n_heads)
+    sampling = sampling_of(temperature, top_k, top_p, seed)
     logging.disable_progress_bar()                                       # keep the output to text and statistics
     if threads: torch.set_num_threads(threads)
     mtp, tokenizer = load_for_decoding(heads, trunk, parse_dtype(dtype))
     prompt = heldout_prompts(1)[0] if prompt is None else prompt
     t0 = time.perf_counter()
-    out = generate(mtp, tokenizer, prompt, max_new_tokens, n_heads=n_heads, fused=not hf_layers)
+    out = generate(mtp, tokenizer, prompt, max_new_tokens, n_heads=n_heads, fused=not hf_layers, sampling=sampling)
     seconds = time.perf_counter() - t0
     print(prompt + out.texts[0])
     print(f"\n{out.stats.summary()}\n{seconds:.2f} s, {out.stats.tokens / seconds:.1f} tokens/s")

@@ -55,7 +55,8 @@ class Run:
     @property
     def schedule(self)->Schedule:
         c = self.cfg
-        return Schedule(self.total_steps, lr=c.lr, trunk_lr=c.trunk_lr, freeze_steps=c.freeze_steps, lr_warmup_steps=c.lr_warmup_steps,
+        freeze, trunk_lr = (self.total_steps, 0.0) if c.drafters_only else (c.freeze_steps, c.trunk_lr)   # drafters only: never unfrozen
+        return Schedule(self.total_steps, lr=c.lr, trunk_lr=trunk_lr, freeze_steps=freeze, lr_warmup_steps=c.lr_warmup_steps,
                         trunk_ramp_steps=c.trunk_ramp_steps, min_lr_ratio=c.min_lr_ratio)
     @property
     def all_sum(self)->Callable|None:
@@ -100,10 +101,11 @@ def setup_run(cfg:MTPConfig, resume:bool=False, overwrite:bool=False)->Run:
     if cfg.trunk_trained_by(math.ceil(len(train_ids) / cfg.batch_size) * cfg.epochs):
         model.upcast_trunk()                                            # float32 masters for a trunk that will move
     model.set_trunk_checkpointing(cfg.checkpoint_trunk)
+    if cfg.drafters_only: model.heads[0].requires_grad_(False)              # head 1 is the base model's last layer, kept
     model.to(accelerator.device)
     run = Run(cfg, Path(cfg.run_dir), model, tokenizer, make_optimizer(model, cfg), train_ids, eval_ids, accelerator,
               data_report=report)
-    if freeze_outlasts_run(run.total_steps, cfg.freeze_steps) and cfg.trunk_lr > 0:
+    if freeze_outlasts_run(run.total_steps, cfg.freeze_steps) and cfg.trunk_lr > 0 and not cfg.drafters_only:
         warnings.warn(f"the trunk's freeze (--freeze_steps {cfg.freeze_steps}) lasts the whole run ({run.total_steps} steps), "
                       "so the trunk never trains: lower --freeze_steps to fine-tune it, or pass --trunk_lr 0 to say so")
     if resume and (ckpt := latest_checkpoint(run.dir)) is not None: load_checkpoint(run, ckpt)

@@ -137,6 +137,7 @@ class DecodeRows:
     next_pos:torch.Tensor # (B,) position of each row's next fed token
     fed:torch.Tensor # (B, K) head 1's certain token, then the drafts of heads 2..K
     ids:list[int] # which input row each row is
+    draft_probs:torch.Tensor|None=None # (B, K-1, V) the distributions the drafts were drawn from (sampling, `19_sampling`)
 
     @property
     def ragged(self)->bool:
@@ -201,7 +202,8 @@ def drop_rows(rows:DecodeRows, done:list[bool])->DecodeRows|None:
     if len(keep) == len(done): return rows
     idx = torch.tensor(keep, device=rows.mask.device)
     rows.decoder.select(idx)
-    return DecodeRows(rows.decoder, rows.mask[idx], rows.next_pos[idx], rows.fed[idx], [rows.ids[i] for i in keep])
+    q = None if rows.draft_probs is None else rows.draft_probs[idx]
+    return DecodeRows(rows.decoder, rows.mask[idx], rows.next_pos[idx], rows.fed[idx], [rows.ids[i] for i in keep], q)
 
 # %% ../nbs/18_speculative.ipynb #fc2432a0
 def check_heads(mtp:MTPModel, n_heads:int|None)->int:
@@ -219,19 +221,21 @@ def speculative_generate(mtp:MTPModel,
                          eos_token_id:int|None=None, # a row stops after producing it
                          n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
                          decoder=None, # (mtp, n_heads) -> a fresh decoder; None: `ModuleDecoder`
+                         sampling=None, # a `Sampling` (`19_sampling`): its `prefill` and `verify` instead of greedy ones
                         )->tuple[list[list[int]], SpecStats]: # new tokens of each row, and the run's counts
-    "Greedy self-speculative decoding: head 1 verifies, heads 2..K draft; same tokens as greedy decoding with head 1."
+    "Self-speculative decoding: head 1 verifies, heads 2..K draft; same tokens as greedy decoding with head 1 (or, sampling, the same distribution)."
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be a whole number >= 1, got {max_new_tokens!r}")
     device = mtp.lm_head.weight.device                                   # prompts go where the model is
     input_ids = input_ids.to(device)
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
-    rows = prefill(mtp, (decoder or ModuleDecoder)(mtp, check_heads(mtp, n_heads)), input_ids, mask)
+    start, step = (prefill, verify_step) if sampling is None else (sampling.prefill, sampling.verify)
+    rows = start(mtp, (decoder or ModuleDecoder)(mtp, check_heads(mtp, n_heads)), input_ids, mask)
     K = rows.fed.shape[1]
     stats, out = SpecStats(K, forwards=len(input_ids)), [[t] for t in rows.fed[:, 0].tolist()]
     is_done = lambda r: len(out[r]) >= max_new_tokens or eos_token_id in out[r]
     while (rows := drop_rows(rows, [is_done(r) for r in rows.ids])) is not None:
-        committed, kept = verify_step(mtp, rows)
+        committed, kept = step(mtp, rows)
         for r, tokens in zip(rows.ids, committed): out[r] += tokens
         stats.forwards += len(rows.ids); stats.steps += len(rows.ids)
         for k in kept.tolist():                                          # a row that kept k drafts kept drafts 1..k

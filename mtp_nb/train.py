@@ -58,7 +58,7 @@ def advance(run:Run)->StepResult:
     run.step += 1
     epoch_end = run.step % run.steps_per_epoch == 0
     _log_step(run, result, force=epoch_end)
-    if run.step == cfg.freeze_steps and run.step < run.total_steps: evaluate_run(run, 'end of freeze')
+    if run.step == cfg.freeze_steps and run.step < run.total_steps and not cfg.drafters_only: evaluate_run(run, 'end of freeze')
     if epoch_end: evaluate_run(run, f'epoch {run.step // run.steps_per_epoch}')
     if epoch_end or run.step % cfg.ckpt_every == 0: save_checkpoint(run)
     return result

@@ -99,3 +99,23 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(trunk, tmp_path):
     weights = load_file(tmp_path/'run'/'checkpoints'/'step-000004'/'model'/'mtp_heads.safetensors')
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert not (tmp_path/'run'/'final').exists()
+
+def test_drafters_only_keeps_the_base_model_exactly(trunk, tmp_path):
+    "`--drafters_only`: after a whole run (trunk unfreezing would be due at step 3), the exported next-token model is the base model."
+    from transformers import AutoModelForCausalLM
+    from mtp_nb.decoding import load_for_decoding
+    from mtp_nb.heads import next_token_model
+    r = mtp_train(tmp_path, '--trunk', trunk, *RUN, '--drafters_only', 'true', '--run_dir', tmp_path/'run')
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())
+    assert cfg['drafters_only'] and cfg['loss_weights'] == [0.0, 1.0, 1.0, 1.0]
+    assert sorted(p.name for p in (tmp_path/'run'/'final').iterdir()) == ['mtp_heads.json', 'mtp_heads.safetensors']   # no trunk layers
+    evals = [json.loads(l)['label'] for l in (tmp_path/'run'/'metrics.jsonl').read_text().splitlines() if '"eval"' in l]
+    assert evals == ['before training', 'epoch 1', 'epoch 2']
+    mtp, _ = load_for_decoding(tmp_path/'run')
+    base = AutoModelForCausalLM.from_pretrained(trunk).eval()
+    x = torch.randint(0, base.config.vocab_size, (2, 40))                    # (B, T) any tokens
+    with torch.no_grad(): assert torch.equal(next_token_model(mtp)(x).logits, base(x).logits)
+    heads = load_file(tmp_path/'run'/'final'/'mtp_heads.safetensors')
+    names = [n[2:] for n in heads if n.startswith('0.')]
+    assert any(not torch.equal(heads['1.' + n], heads['0.' + n]) for n in names)   # head 2 trained away from its copy of head 1
