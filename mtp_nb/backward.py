@@ -10,11 +10,12 @@ import torch
 from .core import InputError
 from .data import IGNORE_INDEX, head_targets
 from .heads import HeadContext, MTPModel
-from .loss import LOSS_CHUNK, fused_linear_cross_entropy, linear_cross_entropy
+from .loss import LOSS_CHUNK, fused_linear_cross_entropy, linear_cross_entropy, linear_argmax
 
 # %% auto #0
-__all__ = ['ScaleGrad', 'scale_grad', 'default_trunk_grad_scales', 'count_targets', 'HeadLosses', 'head_loss_sum', 'check_knobs',
-           'resolve_knobs', 'detach_trunk_output', 'trunk_is_trainable', 'mtp_backward', 'naive_backward']
+__all__ = ['TARGETS', 'ScaleGrad', 'scale_grad', 'default_trunk_grad_scales', 'count_targets', 'HeadLosses', 'head_loss_sum',
+           'check_knobs', 'resolve_knobs', 'detach_trunk_output', 'trunk_is_trainable', 'self_labels', 'mtp_backward',
+           'naive_backward']
 
 # %% ../nbs/06_backward.ipynb #33d84819
 class ScaleGrad(torch.autograd.Function):
@@ -115,6 +116,28 @@ def trunk_is_trainable(model:MTPModel)->bool:
     return any(p.requires_grad for p in model.trunk_parameters())
 
 # %% ../nbs/06_backward.ipynb #1eb123ce
+TARGETS = ('data', 'self') # what heads 2..n are trained to predict: the data's token t+k, or head 1's own greedy token t+k
+
+@torch.no_grad()
+def self_labels(model:MTPModel, # its head 1 is the teacher
+                h:torch.Tensor, # (B, T, C) trunk output
+                ctx:HeadContext, # from `model.trunk_forward`
+                input_ids:torch.Tensor, # (B, T)
+                attention_mask:torch.Tensor|None=None, # (B, T), 0 on padding
+                labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored
+                loss_chunk:int=LOSS_CHUNK, # rows per chunk of head 1's logits
+               )->torch.Tensor: # (B, T) labels: at j, head 1's greedy token j from tokens ..j-1; IGNORE_INDEX where j is not scored
+    "Self-distilled labels: what the model itself says at every scored position under teacher forcing (Medusa-2, FastMTP)."
+    B, T = input_ids.shape
+    hidden = model.head_hidden(1, h, ctx).flatten(0, 1)                 # (B*T, C)
+    teacher = linear_argmax(hidden, model.lm_head.weight, loss_chunk, model.lm_head.bias).view(B, T)   # (B, T) token t+1 at t
+    own = torch.full_like(input_ids, IGNORE_INDEX)
+    shift = 1                                                           # head 1 at j-1 says token j
+    own[:, shift:] = teacher[:, :-shift]
+    valid = (input_ids if labels is None else labels) != IGNORE_INDEX
+    if attention_mask is not None: valid &= attention_mask.bool()
+    return own.masked_fill(~valid, IGNORE_INDEX)
+
 def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.grad` (zero them per step yourself)
                  input_ids:torch.Tensor, # (B, T) one micro-batch
                  attention_mask:torch.Tensor|None, # (B, T), 0 on padding
@@ -124,6 +147,7 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
                  loss_chunk:int=LOSS_CHUNK, # positions per chunk of a head's logits (0: whole)
                  liger:bool=False, # Liger-kernel's fused loss (CUDA)
                  labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored; None: every token
+                 targets:str='data', # heads 2..n learn 'data' (token t+k) or 'self' (head 1's own greedy token t+k, `self_labels`)
                 )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Detached backward of one micro-batch: heads one at a time on a detached trunk output, then the trunk once."
     n = model.n_heads
@@ -132,9 +156,11 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
     with contextlib.nullcontext() if trainable else torch.no_grad():   # frozen trunk: no graph at all
         h, ctx = model.trunk_forward(input_ids, attention_mask)         # (B, T, C)
     h_d = detach_trunk_output(h)                                        # (B, T, C) leaf
+    own = self_labels(model, h_d, ctx, input_ids, attention_mask, labels, loss_chunk) if targets == 'self' else labels
     sums, counts = [], []
     for k in range(1, n + 1):
-        loss_sum, count = head_loss_sum(model, k, scale_grad(h_d, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, liger, labels)
+        loss_sum, count = head_loss_sum(model, k, scale_grad(h_d, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, liger,
+                                        labels if k == 1 else own)
         # divide by the whole step's count (max 1: a head with no target anywhere has a 0 sum)
         (w[k - 1] * loss_sum / max(n_targets[k - 1], 1)).backward()    # frees head k's logits now
         sums.append(loss_sum.detach()); counts.append(count)
@@ -150,12 +176,14 @@ def naive_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.
                    trunk_grad_scales:Sequence[float]|None=None, # per head s_k; default 1, 0.1, 0.1, ...
                    loss_chunk:int=0, # positions per chunk of a head's logits (0: whole, the textbook graph)
                    labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored; None: every token
+                   targets:str='data', # as `mtp_backward`
                   )->HeadLosses: # per-head loss sums and target counts of this micro-batch
     "Reference: all heads' graphs alive at once on the non-detached trunk output, one `backward`."
     n = model.n_heads
     w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     h, ctx = model.trunk_forward(input_ids, attention_mask)             # (B, T, C), graph kept
-    losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, labels=labels)
+    own = self_labels(model, h, ctx, input_ids, attention_mask, labels) if targets == 'self' else labels
+    losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, labels=labels if k == 1 else own)
               for k in range(1, n + 1)]                                 # K graphs, K x (B, T, V) alive unless chunked
     sum(w[k] * loss / max(n_targets[k], 1) for k, (loss, _) in enumerate(losses)).backward()
     return HeadLosses(torch.stack([loss.detach() for loss, _ in losses]), torch.tensor([c for _, c in losses]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, types, typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from .backward import check_knobs, default_trunk_grad_scales
+from .backward import TARGETS, check_knobs, default_trunk_grad_scales
 from .core import InputError, check_number, first_line, folder_kind, one_line_parser_errors
 from .data import check_columns
 from .loss import LOSS_CHUNK
@@ -51,6 +51,7 @@ class MTPConfig:
     loss_weights:list[float]|None=None # w_k per head (None: all 1): weigh near or far heads more
     trunk_grad_scales:list[float]|None=None # s_k per head (None: 1 for head 1, 0.1 for the others): how hard head k may pull on the trunk
     drafters_only:bool=False # train heads 2..n only: the trunk and head 1 stay exactly the base model, so decoding is lossless with respect to the model you brought
+    targets:str='data' # what heads 2..n learn: 'data' (token t+k) or 'self' (head 1's own greedy token t+k, teacher-forced: drafts the model keeps)
     seed:int=0 # seed of the data order and of torch: change it for another sample of the same run
     run_dir:str='runs/mtp' # where config, metrics, checkpoints, plots and summary go: one folder per run
     log_every:int=10 # optimizer steps per metrics line: lower for finer loss curves
@@ -103,6 +104,7 @@ def _check_precision_and_kernels(cfg:MTPConfig)->None:
         raise InputError("--dtype float16 would need loss scaling to train (its gradients underflow): "
                          "use --dtype bfloat16, which saves the same memory")
     if cfg.dtype not in TRAIN_DTYPES: raise InputError(f"--dtype must be one of {', '.join(TRAIN_DTYPES)}, got {cfg.dtype!r}")
+    if cfg.targets not in TARGETS: raise InputError(f"--targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
     if cfg.trunk_optimizer not in TRUNK_OPTIMIZERS:
         raise InputError(f"--trunk_optimizer must be one of {', '.join(TRUNK_OPTIMIZERS)}, got {cfg.trunk_optimizer!r}")
     if cfg.trunk_optimizer == 'adamw8bit' and not _installed('bitsandbytes'):

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from .core import InputError
 
 # %% auto #0
-__all__ = ['LOSS_CHUNK', 'LinearCrossEntropy', 'linear_cross_entropy', 'linear_ce_scores', 'fused_linear_cross_entropy',
-           'check_liger']
+__all__ = ['LOSS_CHUNK', 'LinearCrossEntropy', 'linear_cross_entropy', 'linear_ce_scores', 'linear_argmax',
+           'fused_linear_cross_entropy', 'check_liger']
 
 # %% ../nbs/05_loss.ipynb #3ade449f
 def _chunk_logits(x:torch.Tensor, # (n, C) rows of the input
@@ -86,6 +86,17 @@ def linear_ce_scores(x:torch.Tensor, weight:torch.Tensor, targets:torch.Tensor, 
         loss += F.cross_entropy(logits, t, reduction='sum').item()
         hits += int((logits.argmax(-1) == t).sum())
     return loss, hits
+
+@torch.no_grad()
+def linear_argmax(x:torch.Tensor, # (N, C) rows of a head's normed output
+                  weight:torch.Tensor, # (V, C) the unembedding
+                  chunk:int=LOSS_CHUNK, # rows per chunk (0: all at once)
+                  bias:torch.Tensor|None=None, # (V,) `lm_head.bias`
+                 )->torch.Tensor: # (N,) each row's greedy token
+    "The argmax of every row's logits, a chunk of rows at a time (what a self-distilled target needs, the logits never whole)."
+    step = chunk or max(len(x), 1)
+    parts = [_chunk_logits(x[a:a + step], weight, bias).argmax(-1) for a in range(0, len(x), step)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=x.device)
 
 # %% ../nbs/05_loss.ipynb #0a378bc8
 def fused_linear_cross_entropy(x:torch.Tensor, weight:torch.Tensor, targets:torch.Tensor,

@@ -194,7 +194,7 @@ def _sync_grads(params:list[torch.nn.Parameter], all_sum:Callable|None)->None:
 def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
                batches:list[dict], # this process's micro-batches of the step
                lrs:StepLRs, # from the run's `Schedule`: freeze flag and both LRs
-               cfg:MTPConfig, # loss_weights, trunk_grad_scales, grad_clip
+               cfg:MTPConfig, # loss_weights, trunk_grad_scales, grad_clip, targets
                all_sum:Callable|None=None, # sums a tensor over processes; None: one process
               )->StepResult:
     "One optimizer step: detached backward per micro-batch, normalised by the whole step's targets; one all-reduce; clip; AdamW."
@@ -208,7 +208,7 @@ def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
     for b in batches:
         labels = b['labels'].to(device) if 'labels' in b else None           # (B, T) when prompts are not scored
         out = mtp_backward(model, b['input_ids'].to(device), b['attention_mask'].to(device), n_targets.tolist(),
-                           cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger, labels)
+                           cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger, labels, cfg.targets)
         sums += out.sums.double().cpu()
     _sync_grads(params, all_sum)
     if all_sum: sums = all_sum(sums)
