@@ -80,7 +80,7 @@ def source_form(has:list[str], # the set's columns
     mapped = dict(columns or {})
     if not mapped: mapped = next(({k: v for k, v in a.items()} for a in AUTO_COLUMNS if all(c in has for c in a)), {})
     roles = {r: r for r in (*ROLES, 'text') if r in has and r not in mapped} | {role: theirs for theirs, role in mapped.items() if theirs in has}
-    if 'reference' not in roles and 'answer' in roles and 'reasoning' not in roles: roles['reference'] = roles.pop('answer')
+    if not columns and 'answer' in roles and 'reasoning' not in roles: roles['reference'] = roles.pop('answer')   # OpenR1's `answer`
     order = sorted(FORMS, key=lambda f: not set(FORMS[f]) & set(mapped.values()))   # forms the mapping names come first
     form = next((f for f in order if all(r in roles for r in FORMS[f])), None)
     if form is None:
@@ -199,13 +199,12 @@ def filter_rows(ds:datasets.Dataset, # from `render_rows`
                 source:str, # the file or hub id, for messages
                 max_tokens:int|None=None, # longest text kept, in the trunk's tokens; None keeps all
                 tokenizer=None, # the trunk's tokenizer; None counts `TOKEN_PATTERN` pieces
-                verify_answers:bool=True, # where a reference exists, keep only completions whose final answer matches it
                )->tuple[datasets.Dataset, dict]: # the kept rows, {stage: rows left after it}
     "The embedded set's filter for any source: malformed rows, wrong answers, over-long texts, repeated prompts out, in that order."
     counts = {'rows': len(ds)}
     ds = _drop_malformed(ds, source); counts['well-formed'] = len(ds)
     with quiet_datasets():
-        if verify_answers and any(ds['reference']):
+        if any(ds['reference']):                                         # a reference answer to check against
             ds = ds.filter(lambda b: [same_answer(answer_of(c), r) for c, r in zip(b['completion'], b['reference'])], batched=True)
             counts['verified'] = len(ds)
         if max_tokens is not None:
@@ -217,7 +216,7 @@ def filter_rows(ds:datasets.Dataset, # from `render_rows`
     ds = ds.select(first); counts['unique'] = len(ds)
     if not len(ds):
         stage = next(s for s, n in counts.items() if n == 0)
-        fix = dict(verified="the final answers (\\boxed{...}) do not match the reference: map no 'reference' to keep them",
+        fix = dict(verified="the final answers (\\boxed{...}) do not match the reference: pass --columns without a 'reference' to keep them",
                    **{'within max_tokens': 'raise max_tokens'}).get(stage, 'check the data')
         raise InputError(f"{source}: no rows left after the filter '{stage}' (rows left after each: {counts}): {fix}")
     return ds, counts
