@@ -315,14 +315,11 @@ class TokenRows(list):
     def __getitem__(self, i):
         if not isinstance(i, slice): return super().__getitem__(i)
         return TokenRows(super().__getitem__(i), None if self.scored_from is None else self.scored_from[i])
-    def batch_rows(self, at:list[int])->list[dict]:
-        "The rows at positions `at`, as `collate` takes them."
-        if self.scored_from is None: return [{'input_ids': self[i]} for i in at]
-        return [{'input_ids': self[i], 'scored_from': self.scored_from[i]} for i in at]
 
 def batch_rows(ids:list, at:list[int])->list[dict]:
     "Rows `at` of token-id lists (plain, or `TokenRows` with their scored positions), as `collate` takes them."
-    return ids.batch_rows(at) if isinstance(ids, TokenRows) else [{'input_ids': ids[i]} for i in at]
+    scored_from = getattr(ids, 'scored_from', None)
+    return [{'input_ids': ids[i], **({'scored_from': scored_from[i]} if scored_from is not None else {})} for i in at]
 
 def tokenize_rows(ds:datasets.Dataset, # with `text`; `prompt` and `templated` when `load_reasoning` made it
                   tokenizer, # the trunk's tokenizer

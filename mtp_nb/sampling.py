@@ -31,30 +31,28 @@ class Sampling:
         check_number('--top_p', self.top_p, 0, 1, open_low=True)
         check_number('--seed', self.seed, 0, 2**63 - 1, integer=True)
 
-    def probs(self, logits:torch.Tensor)->torch.Tensor: # (..., V) -> (..., V) in float32 or wider
-        "The distribution a token is drawn from: temperature, then top-k, then top-p, as HF's warpers apply them."
-        z = logits.float() / self.temperature if logits.dtype != torch.float64 else logits / self.temperature
-        if self.top_k and self.top_k < z.shape[-1]:
-            z = z.masked_fill(z < z.topk(self.top_k, dim=-1).values[..., -1:], -math.inf)
-        if self.top_p < 1:
-            sorted_z, order = z.sort(dim=-1, descending=True)
-            before = sorted_z.softmax(-1).cumsum(-1) - sorted_z.softmax(-1)       # probability of the tokens ahead of each
-            drop = torch.zeros_like(z, dtype=torch.bool).scatter(-1, order, before >= self.top_p)
-            z = z.masked_fill(drop, -math.inf)
-        return z.softmax(-1)
+    def probs(self, logits:torch.Tensor)->torch.Tensor: # (..., V) -> (..., V), float32 or wider
+        "The distribution a token is drawn from: HF's temperature, top-k and top-p warpers, in `generate`'s order."
+        from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        z = logits.to(torch.promote_types(logits.dtype, torch.float32)).reshape(-1, logits.shape[-1])   # (N, V)
+        z = TemperatureLogitsWarper(self.temperature)(None, z)
+        if self.top_k: z = TopKLogitsWarper(self.top_k)(None, z)
+        if self.top_p < 1: z = TopPLogitsWarper(self.top_p)(None, z)
+        return z.softmax(-1).view(logits.shape)
+
+    def generator(self, device)->torch.Generator:
+        "The run's generator on `device`, seeded on first use: every draw of a run comes from it."
+        if device not in self.generators: self.generators[device] = torch.Generator(device).manual_seed(self.seed)
+        return self.generators[device]
 
     def draw(self, probs:torch.Tensor)->torch.Tensor: # (..., V) -> (...) token ids
-        "One token from each distribution, from the run's generator."
-        gen = self.generators.get(probs.device)
-        if gen is None: gen = self.generators[probs.device] = torch.Generator(probs.device).manual_seed(self.seed)
+        "One token from each distribution."
         flat = probs.reshape(-1, probs.shape[-1])
-        return torch.multinomial(flat, 1, generator=gen).view(probs.shape[:-1])
+        return torch.multinomial(flat, 1, generator=self.generator(probs.device)).view(probs.shape[:-1])
 
     def uniform(self, *shape:int, device)->torch.Tensor:
-        "Uniform draws in [0, 1) from the run's generator (the acceptance tests)."
-        gen = self.generators.get(device)
-        if gen is None: gen = self.generators[device] = torch.Generator(device).manual_seed(self.seed)
-        return torch.rand(*shape, generator=gen, device=device, dtype=torch.float64)
+        "Uniform draws in [0, 1) (the acceptance tests)."
+        return torch.rand(*shape, generator=self.generator(device), device=device, dtype=torch.float64)
 
 # %% ../nbs/19_sampling.ipynb #805201c0
 def accept_drafts(p:torch.Tensor, # (B, K, V) head 1's distribution after each fed token

@@ -46,6 +46,14 @@ def length_grouped_order(lengths:list[int], # tokens per example
     shuffled = [full[s] for s in np.random.default_rng([seed, epoch, 1]).permutation(len(full))]
     return [j for s in shuffled + last for j in s]
 
+def _micro_batches(lengths:list[int], chosen:list[int], micro_batch_size:int, rank:int, world:int)->list[list[int]]:
+    "A step's examples sorted by length (similar lengths pad less), this process's share, cut into micro-batches."
+    mine = sorted(chosen, key=lambda j: lengths[j])[rank::world]
+    return [mine[a:a + micro_batch_size] for a in range(0, len(mine), micro_batch_size)]
+
+def _order(lengths:list[int], seed:int, epoch:int, batch_size:int, group_by_length:bool)->list[int]:
+    return length_grouped_order(lengths, seed, epoch, batch_size) if group_by_length else epoch_order(len(lengths), seed, epoch)
+
 def step_rows(lengths:list[int], # tokens per training example
               step:int, # optimizer steps done: this is step `step + 1`
               batch_size:int, micro_batch_size:int, seed:int, # as the run's config
@@ -53,11 +61,9 @@ def step_rows(lengths:list[int], # tokens per training example
               group_by_length:bool=False, # steps of similar lengths (`length_grouped_order`)
              )->list[list[int]]: # example indices, one list per micro-batch
     "Which examples this process's micro-batches of the next optimizer step hold."
-    steps_per_epoch = math.ceil(len(lengths) / batch_size)
-    epoch, i = divmod(step, steps_per_epoch)
-    order = length_grouped_order(lengths, seed, epoch, batch_size) if group_by_length else epoch_order(len(lengths), seed, epoch)
-    chosen = sorted(order[i * batch_size:(i + 1) * batch_size], key=lambda j: lengths[j])[rank::world]
-    return [chosen[a:a + micro_batch_size] for a in range(0, len(chosen), micro_batch_size)]
+    epoch, i = divmod(step, math.ceil(len(lengths) / batch_size))
+    chosen = _order(lengths, seed, epoch, batch_size, group_by_length)[i * batch_size:(i + 1) * batch_size]
+    return _micro_batches(lengths, chosen, micro_batch_size, rank, world)
 
 def step_batches(ids:list[list[int]], # token ids of the training examples (`TokenRows` when prompts are not scored)
                  step:int, # optimizer steps done: this builds step `step + 1`
@@ -80,9 +86,10 @@ def padding_share(lengths:list[int], # tokens per training example
                  )->float: # padding positions / all positions of the first epoch's micro-batches
     "How much of an epoch's compute goes to padding, for a batching choice."
     pad = total = 0
-    for step in range(math.ceil(len(lengths) / batch_size)):
+    order = _order(lengths, seed, 0, batch_size, group_by_length)       # the epoch's order, once
+    for a in range(0, len(order), batch_size):
         for rank in range(world):
-            for at in step_rows(lengths, step, batch_size, micro_batch_size, seed, rank, world, group_by_length):
+            for at in _micro_batches(lengths, order[a:a + batch_size], micro_batch_size, rank, world):
                 T = max(lengths[j] for j in at)
                 pad, total = pad + T * len(at) - sum(lengths[j] for j in at), total + T * len(at)
     return pad / max(total, 1)
