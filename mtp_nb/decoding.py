@@ -16,12 +16,13 @@ from .runs import load_run
 from .sampling import Sampling
 from .config import SEED_MAX
 from .speculative import ModuleDecoder, SpecStats, hf_greedy, speculative_generate
-from .trunk import load_trunk, parse_dtype
+from .tree import DraftTree, choose_tree, plot_tree, rank_rates
+from .trunk import TrunkRecipe, default_trunk_dir, ensure_default_trunk, load_trunk, parse_dtype
 
 # %% auto #0
-__all__ = ['DECODERS', 'BENCH_NAMES', 'SpecOutput', 'generate', 'load_for_decoding', 'sampling_of', 'mtp_generate',
-           'cached_greedy', 'heldout_prompts', 'spec_bench', 'format_bench', 'plot_bench', 'save_bench',
-           'mtp_spec_bench']
+__all__ = ['DECODERS', 'DRAFT_RECIPE', 'BENCH_NAMES', 'SpecOutput', 'generate', 'load_for_decoding', 'sampling_of',
+           'mtp_generate', 'cached_greedy', 'heldout_prompts', 'default_assistant', 'load_assistant', 'PassCounter',
+           'spec_bench', 'sampling_bench', 'bench_tree', 'format_bench', 'plot_bench', 'save_bench', 'mtp_spec_bench']
 
 # %% ../nbs/20_decoding.ipynb #4c6d0c03
 @dataclass
@@ -39,6 +40,7 @@ def generate(mtp:MTPModel,
              n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
              fused:bool=True, # fused layers where the model allows (`make_decoder`); False: the model's own modules
              sampling:Sampling|None=None, # draw tokens (temperature, top-k, top-p, seed; `19_sampling`); None: greedy
+             tree:DraftTree|None=None, # verify a tree of drafts per pass (greedy only; `19_tree`); None: a chain
             )->SpecOutput:
     "Self-speculative decoding of text prompts: greedy, or sampling; lossless with respect to head 1 alone either way."
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -47,7 +49,7 @@ def generate(mtp:MTPModel,
     seqs = [tokenizer(p)['input_ids'] for p in prompts]                  # the tokenizer's own special tokens, as for HF
     if not all(seqs): raise InputError("every prompt needs at least one token: an empty prompt gives the model nothing to continue")
     decoder = make_decoder if fused else ModuleDecoder
-    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad_id_of(tokenizer)), max_new_tokens, eos, n_heads, decoder, sampling)
+    tokens, stats = speculative_generate(mtp, *left_pad(seqs, pad_id_of(tokenizer)), max_new_tokens, eos, n_heads, decoder, sampling, tree)
     return SpecOutput([tokenizer.decode(t, skip_special_tokens=True) for t in tokens], tokens, stats)
 
 # %% ../nbs/20_decoding.ipynb #116a80dd
@@ -97,17 +99,20 @@ def mtp_generate(heads:str, # a finished run folder (e.g. runs/mtp), or a heads 
                  top_k:int=0, # with --temperature: draw from the k most likely tokens only (0: all)
                  top_p:float=1.0, # with --temperature: draw from the most likely tokens whose probability reaches this
                  seed:int=0, # with --temperature: same seed, same text
+                 tree:str=None, # a draft tree's JSON (the tree.json mtp_spec_bench writes): verify a tree of drafts per pass
                 ):
     "Continue a prompt with self-speculative decoding; print the text and the statistics."
     from transformers.utils import logging
     _check_decoding_flags(max_new_tokens, threads, n_heads)
     sampling = sampling_of(temperature, top_k, top_p, seed)
+    if tree and sampling: raise InputError("a draft tree is verified greedily: drop --tree or --temperature")
+    tree = DraftTree.load(tree) if tree else None
     logging.disable_progress_bar()                                       # keep the output to text and statistics
     if threads: torch.set_num_threads(threads)
     mtp, tokenizer = load_for_decoding(heads, trunk, parse_dtype(dtype))
     prompt = heldout_prompts(1)[0] if prompt is None else prompt
     t0 = time.perf_counter()
-    out = generate(mtp, tokenizer, prompt, max_new_tokens, n_heads=n_heads, fused=not hf_layers, sampling=sampling)
+    out = generate(mtp, tokenizer, prompt, max_new_tokens, n_heads=n_heads, fused=not hf_layers, sampling=sampling, tree=tree)
     seconds = time.perf_counter() - t0
     print(prompt + out.texts[0])
     print(f"\n{out.stats.summary()}\n{seconds:.2f} s, {out.stats.tokens / seconds:.1f} tokens/s")
@@ -137,84 +142,188 @@ def heldout_prompts(n:int, # how many
     return list(reasoning_dataset(n_pretrain=0, n_eval=n, seed=seed)['eval']['prompt'])
 
 # %% ../nbs/20_decoding.ipynb #60e6c62a
-DECODERS = ('hf_generate', 'cached_greedy', 'fused_greedy', 'speculative_modules', 'speculative')
+DECODERS = ('hf_generate', 'hf_prompt_lookup', 'hf_assisted', 'cached_greedy', 'fused_greedy', 'speculative_modules',
+            'speculative', 'speculative_tree')
+DRAFT_RECIPE = TrunkRecipe(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=2)   # the assistant
 
-def _bench_decoders(mtp:MTPModel, tokenizer, max_new_tokens:int)->dict:
-    "Each decoder of `DECODERS` as a function of one prompt (1, P) -> (its new tokens, its `SpecStats` or None)."
-    ref, eos = next_token_model(mtp), tokenizer.eos_token_id
+def default_assistant(mtp:MTPModel)->Path|None:
+    "The embedded draft LLaMA (`DRAFT_RECIPE`: same data, same tokenizer, built and cached once) when `mtp`'s trunk is the embedded default; else None."
+    if not mtp.trunk_id or Path(mtp.trunk_id).expanduser().resolve() != default_trunk_dir().resolve(): return None
+    return ensure_default_trunk(recipe=DRAFT_RECIPE)
+
+def load_assistant(name:str|Path, tokenizer)->object:
+    "A small causal LM for HF assisted generation; refused in one line unless its vocabulary is the trunk tokenizer's."
+    model, tok = load_trunk(name)
+    if tok.get_vocab() != tokenizer.get_vocab():
+        raise InputError(f"the assistant {shown(name)} has another tokenizer than the trunk: assisted generation needs the same vocabulary")
+    return model.eval()
+
+class PassCounter:
+    "Counts the forward passes of a model (a pre-hook on its `forward`), e.g. the target model's passes inside HF `generate`."
+    def __init__(self, model): self.n, self.hook = 0, model.register_forward_pre_hook(self._count)
+    def _count(self, *args): self.n += 1
+
+def _bench_decoders(mtp:MTPModel, tokenizer, max_new_tokens:int, tree:DraftTree|None=None, assistant=None,
+                    lookup_tokens:int=10)->dict:
+    "Each decoder as a function of one prompt (1, P) -> (its new tokens, its `SpecStats`, or the target's forward passes)."
+    ref, eos, pad = next_token_model(mtp), tokenizer.eos_token_id, pad_id_of(tokenizer)
+    passes = PassCounter(ref)
     def spec(**kwargs):
         def decode(x):
             rows, stats = speculative_generate(mtp, x, max_new_tokens=max_new_tokens, eos_token_id=eos, **kwargs)
             return rows[0], stats
         return decode
-    return dict(hf_generate=lambda x: (hf_greedy(ref, x, max_new_tokens, eos, pad_id_of(tokenizer)), None),
-                cached_greedy=lambda x: (cached_greedy(ref, x, max_new_tokens, eos), None),
-                fused_greedy=spec(n_heads=1, decoder=make_decoder), speculative_modules=spec(decoder=ModuleDecoder),
-                speculative=spec(decoder=make_decoder))
+    def counted(f):
+        def decode(x):
+            n = passes.n
+            return f(x), passes.n - n
+        return decode
+    hf = lambda **kwargs: counted(lambda x: hf_greedy(ref, x, max_new_tokens, eos, pad, **kwargs))
+    run = dict(hf_generate=hf(), hf_prompt_lookup=hf(prompt_lookup_num_tokens=lookup_tokens), hf_assisted=hf(assistant_model=assistant),
+               cached_greedy=counted(lambda x: cached_greedy(ref, x, max_new_tokens, eos)), fused_greedy=spec(n_heads=1, decoder=make_decoder),
+               speculative_modules=spec(decoder=ModuleDecoder), speculative=spec(decoder=make_decoder),
+               speculative_tree=spec(decoder=make_decoder, tree=tree))
+    if assistant is None: del run['hf_assisted']
+    if tree is None: del run['speculative_tree']
+    return run
 
 def spec_bench(mtp:MTPModel, tokenizer,
                prompts:list[str], # the prompts to time (the first one is also the untimed warm-up)
                max_new_tokens:int=256, # same for every decoder
                progress:bool=False, # a progress bar over the prompts
+               tree:DraftTree|None=None, # a draft tree for the tree row (`19_tree`); None: no tree row
+               assistant=None, # a small causal LM with the trunk's tokenizer, for HF assisted generation; None: no such row
+               lookup_tokens:int=10, # HF prompt lookup: tokens proposed per pass (`prompt_lookup_num_tokens`)
               )->dict:
-    "Time HF greedy `generate`, two plain greedy loops and self-speculative decoding (modules, fused) on the same prompts, batch 1."
+    "Time HF greedy `generate`, its prompt-lookup and assisted peers, greedy loops and self-speculative decoding (chain, tree) on the same prompts, batch 1."
     from tqdm.auto import tqdm
-    run = _bench_decoders(mtp, tokenizer, max_new_tokens)
+    from transformers.utils import logging
+    run = _bench_decoders(mtp, tokenizer, max_new_tokens, tree, assistant, lookup_tokens)
+    names = list(run)
     ids = [tokenizer(p, return_tensors='pt')['input_ids'].to(mtp.lm_head.weight.device) for p in prompts]   # (1, P) each
-    for f in run.values(): f(ids[0])                                     # warm-up, not timed
-    seconds, tokens, same = dict.fromkeys(DECODERS, 0.0), 0, dict.fromkeys(DECODERS[1:], 0)   # identical to hf_generate's
-    stats = {k: SpecStats(mtp.n_heads if k.startswith('spec') else 1) for k in DECODERS}
-    for i, x in enumerate(tqdm(ids, desc='mtp_spec_bench', unit='prompt', disable=not progress)):
-        out = {}
-        for name in DECODERS[i % len(DECODERS):] + DECODERS[:i % len(DECODERS)]:   # rotate who runs first
-            t0 = time.perf_counter(); out[name], s = run[name](x); seconds[name] += time.perf_counter() - t0
-            if s is not None: stats[name] += s
-        tokens += len(out['hf_generate'])
-        for name in DECODERS[1:]: same[name] += out[name] == out['hf_generate']
-    for name in ('hf_generate', 'cached_greedy'): stats[name].forwards = stats[name].tokens = tokens
-    return dict(prompts=len(ids), max_new_tokens=max_new_tokens, tokens=tokens, identical=same, stats=stats,
-                seconds=seconds, threads=torch.get_num_threads(), dtype=str(mtp.lm_head.weight.dtype).removeprefix('torch.'))
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()                      # assisted generation warns about its own internal call to `generate`
+    try:
+        for f in run.values(): f(ids[0])                                 # warm-up, not timed
+        seconds, tokens, same = dict.fromkeys(names, 0.0), 0, dict.fromkeys(names[1:], 0)   # identical to hf_generate's
+        stats = {k: SpecStats(mtp.n_heads if k.startswith('spec') else 1) for k in names}
+        for i, x in enumerate(tqdm(ids, desc='mtp_spec_bench', unit='prompt', disable=not progress)):
+            out = {}
+            for name in names[i % len(names):] + names[:i % len(names)]:    # rotate who runs first
+                t0 = time.perf_counter(); out[name], s = run[name](x); seconds[name] += time.perf_counter() - t0
+                if isinstance(s, SpecStats): stats[name] += s
+                else: stats[name].forwards += s; stats[name].tokens += len(out[name])
+            tokens += len(out['hf_generate'])
+            for name in names[1:]: same[name] += out[name] == out['hf_generate']
+    finally: logging.set_verbosity(verbosity)
+    return dict(prompts=len(ids), max_new_tokens=max_new_tokens, tokens=tokens, identical=same, stats=stats, seconds=seconds,
+                threads=torch.get_num_threads(), dtype=str(mtp.lm_head.weight.dtype).removeprefix('torch.'),
+                tree=None if tree is None else [list(p) for p in tree.paths], lookup_tokens=lookup_tokens)
+
+def sampling_bench(mtp:MTPModel, tokenizer,
+                   prompts:list[str], # the prompts to time
+                   temperatures:list[float], # one row each, > 0
+                   max_new_tokens:int=256,
+                   seed:int=0, # each temperature's draws start from this seed
+                  )->dict:
+    "Speculative sampling (chain, fused decoder) by temperature: tokens per pass, acceptance by draft position, tokens/s."
+    ids = [tokenizer(p, return_tensors='pt')['input_ids'].to(mtp.lm_head.weight.device) for p in prompts]
+    out = {}
+    for t in temperatures:
+        s, stats, t0 = Sampling(t, seed=seed), None, time.perf_counter()
+        for x in ids:
+            got = speculative_generate(mtp, x, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, decoder=make_decoder, sampling=s)[1]
+            stats = got if stats is None else stats + got
+        out[t] = dict(stats=stats, seconds=time.perf_counter() - t0)
+    return out
+
+def _temperatures(text:str)->list[float]:
+    "'0.5,1' -> [0.5, 1.0]; '' -> []; anything else a one-line error."
+    try: ts = [float(t) for t in text.split(',') if t.strip()]
+    except ValueError: raise InputError(f"--temperatures must be numbers separated by commas, e.g. 0.5,1, got {text!r}") from None
+    for t in ts: check_number('--temperatures', t, 0, open_low=True)
+    return ts
+
+def bench_tree(mtp:MTPModel, tokenizer, prompts:list[str], n_nodes:int, max_new_tokens:int=256)->tuple[DraftTree, torch.Tensor]:
+    "The draft tree of `n_nodes` chosen from head k's rank rates on `prompts` (`rank_rates`, `choose_tree`), and the rates."
+    ids = [tokenizer(p, return_tensors='pt')['input_ids'] for p in prompts]
+    rates = rank_rates(mtp, ids, max_new_tokens, tokenizer.eos_token_id, decoder=make_decoder)
+    return choose_tree(rates, n_nodes), rates
 
 # %% ../nbs/20_decoding.ipynb #d964e78f
-BENCH_NAMES = dict(hf_generate='HF greedy `generate`, exported next-token model', cached_greedy='bare cached greedy loop, same model',
+BENCH_NAMES = dict(hf_generate='HF greedy `generate`, exported next-token model', hf_prompt_lookup='HF prompt lookup decoding, same model',
+                   hf_assisted='HF assisted generation, small draft LLaMA', cached_greedy='bare cached greedy loop, same model',
                    fused_greedy='greedy on the fused decoder (head 1 only)', speculative_modules="self-speculative, model's modules",
-                   speculative='self-speculative, fused decoder')
+                   speculative='self-speculative, fused decoder', speculative_tree='self-speculative, fused decoder, draft tree')
 
-def format_bench(r:dict, # from `spec_bench`
+def _kept(stats:SpecStats)->str: return ' / '.join(f'{a:.0%}' for a in stats.acceptance_rates)
+
+def format_bench(r:dict, # from `spec_bench` (with `sampling` from `sampling_bench`, if run)
                 )->str:
-    "The benchmark as a markdown table and a summary line."
+    "The benchmark as a markdown table and a summary; the sampling table by temperature below it, if run."
     sec, stats, n = r['seconds'], r['stats'], r['tokens']
     tps = {k: n / v for k, v in sec.items()}
     same = lambda k: 'reference' if k == 'hf_generate' else f"{r['identical'][k]}/{r['prompts']}"
+    label = lambda k: BENCH_NAMES[k] + (f" ({len(r['tree'])} drafts)" if k == 'speculative_tree' else '')
     rows = ['| decoder (batch 1) | tokens | seconds | tokens/s | x HF `generate` | forward passes | tokens/pass | ms/pass | identical |',
             '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
-    rows += [f"| {BENCH_NAMES[k]} | {n} | {sec[k]:.2f} | {tps[k]:.1f} | {tps[k] / tps['hf_generate']:.2f} | {stats[k].forwards} | "
-             f"{n / stats[k].forwards:.2f} | {1e3 * sec[k] / stats[k].forwards:.3f} | {same(k)} |" for k in DECODERS]
+    rows += [f"| {label(k)} | {n} | {sec[k]:.2f} | {tps[k]:.1f} | {tps[k] / tps['hf_generate']:.2f} | {stats[k].forwards} | "
+             f"{n / stats[k].forwards:.2f} | {1e3 * sec[k] / stats[k].forwards:.3f} | {same(k)} |" for k in sec]
     s = stats['speculative']
-    return '\n'.join(rows) + (f"\n\nspeed-up {tps['speculative'] / tps['hf_generate']:.2f}x over HF `generate`, "
-                              f"{tps['speculative'] / tps['fused_greedy']:.2f}x over greedy on the same fused decoder; mean accepted "
-                              f"length {s.mean_accepted_length:.2f} of {s.n_heads} per verification pass; acceptance by draft position: "
-                              f"{', '.join(f'{a:.0%}' for a in s.acceptance_rates)}; {r['prompts']} prompts, "
-                              f"max_new_tokens {r['max_new_tokens']}, {r['dtype']}, {r['threads']} thread(s)")
+    lines = [f"speed-up {tps['speculative'] / tps['hf_generate']:.2f}x over HF `generate`, {tps['speculative'] / tps['fused_greedy']:.2f}x "
+             f"over greedy on the same fused decoder; mean accepted length {s.mean_accepted_length:.2f} of {s.n_heads} per verification "
+             f"pass; acceptance by draft position: {_kept(s).replace(' / ', ', ')}"]
+    if 'speculative_tree' in sec:
+        t = stats['speculative_tree']
+        lines.append(f"draft tree of {len(r['tree'])} drafts: {t.mean_accepted_length:.2f} tokens per verification pass (chain "
+                     f"{s.mean_accepted_length:.2f}), {tps['speculative_tree'] / tps['hf_generate']:.2f}x over HF `generate`")
+    best = max((k for k in sec if k.startswith('spec')), key=tps.get)
+    peers = [k for k in ('hf_prompt_lookup', 'hf_assisted') if k in sec]
+    if peers: lines.append(f"{BENCH_NAMES[best]}: " + ', '.join(f"{tps[best] / tps[k]:.2f}x the tokens/s of {BENCH_NAMES[k]}" for k in peers))
+    if r.get('rank_rates'):
+        lines.append(f"heads 2..{len(r['rank_rates']) + 1}' first choice is head 1's greedy token at "
+                     f"{' / '.join(f'{row[0]:.0%}' for row in r['rank_rates'])} of the positions of the prompts the tree was chosen on")
+    lines.append(f"{r['prompts']} prompts, max_new_tokens {r['max_new_tokens']}, {r['dtype']}, {r['threads']} thread(s)")
+    out = '\n'.join(rows) + '\n\n' + '\n'.join(lines)
+    if r.get('sampling'):
+        out += ('\n\n| speculative sampling, fused decoder | tokens | tokens/s | tokens per verification pass | kept by draft position |\n'
+                '|---|---:|---:|---:|---|\n' + f"| greedy (the chain above) | {s.tokens} | {tps['speculative']:.1f} | {s.mean_accepted_length:.2f} | {_kept(s)} |\n")
+        out += '\n'.join(f"| temperature {t:g} | {v['stats'].tokens} | {v['stats'].tokens / v['seconds']:.1f} | "
+                         f"{v['stats'].mean_accepted_length:.2f} | {_kept(v['stats'])} |" for t, v in r['sampling'].items())
+    return out
 
 # %% ../nbs/20_decoding.ipynb #63a40f46
+_COLORS = dict(hf_generate='tab:gray', hf_prompt_lookup='tab:brown', hf_assisted='tab:pink', cached_greedy='tab:gray',
+               fused_greedy='tab:olive', speculative_modules='tab:cyan', speculative='tab:blue', speculative_tree='tab:purple')
+
 def plot_bench(r:dict, # from `spec_bench`
                title:str='', # e.g. which heads
               ):
-    "Tokens/s by decoder, and acceptance by draft position of the fused speculative decoder: one figure."
-    fig = new_figure(figsize=(10, 3.2), layout='tight')
+    "Tokens/s by decoder, and acceptance by draft position of the fused speculative decoders (chain, tree): one figure."
+    fig = new_figure(figsize=(10, 0.5 + 0.4 * len(r['seconds'])), layout='tight')
     ax, bx = fig.subplots(1, 2, width_ratios=[2.2, 1])
-    tps = [r['tokens'] / r['seconds'][k] for k in DECODERS]
-    bars = ax.barh(range(len(DECODERS)), tps, color=['tab:gray', 'tab:gray', 'tab:olive', 'tab:cyan', 'tab:blue'])
-    ax.set_yticks(range(len(DECODERS)), [BENCH_NAMES[k].replace('`', '') for k in DECODERS]); ax.invert_yaxis()
+    names = list(r['seconds'])
+    tps = [r['tokens'] / r['seconds'][k] for k in names]
+    bars = ax.barh(range(len(names)), tps, color=[_COLORS[k] for k in names])
+    ax.set_yticks(range(len(names)), [BENCH_NAMES[k].replace('`', '') for k in names]); ax.invert_yaxis()
     ax.bar_label(bars, [f'{t:.0f} ({t / tps[0]:.2f}x)' for t in tps], padding=3, fontsize=8)
-    ax.set_xlabel('tokens/s (batch 1)'); ax.set_xlim(0, 1.25 * max(tps))
-    s = r['stats']['speculative']
-    bx.bar([f'head {k}' for k in range(2, s.n_heads + 1)], s.acceptance_rates, color='tab:blue')
-    bx.set_ylim(0, 1); bx.set_ylabel('draft kept, per pass')
-    bx.set_title(f'{s.mean_accepted_length:.2f} tokens per pass (of {s.n_heads})', fontsize=9)
+    ax.set_xlabel('tokens/s (batch 1)'); ax.set_xlim(0, 1.3 * max(tps))
+    spec = [k for k in ('speculative', 'speculative_tree') if k in r['stats']]
+    heads = range(2, r['stats']['speculative'].n_heads + 1)
+    for j, k in enumerate(spec):
+        s = r['stats'][k]
+        bx.bar([h + (j - (len(spec) - 1) / 2) * 0.38 for h in heads], s.acceptance_rates, width=0.38, color=_COLORS[k],
+               label=f"{'tree' if k.endswith('tree') else 'chain'}: {s.mean_accepted_length:.2f} tokens/pass")
+    bx.set_xticks(list(heads), [f'head {h}' for h in heads]); bx.set_ylim(0, 1); bx.set_ylabel('draft position kept, per pass')
+    bx.legend(fontsize=8, loc='upper right')
     fig.suptitle(title or f"{r['prompts']} held-out prompts, {r['max_new_tokens']} new tokens, {r['dtype']}, {r['threads']} thread(s)", fontsize=10)
     return fig
+
+def _jsonable(r:dict)->dict:
+    "The benchmark's numbers with every `SpecStats` as a dict."
+    out = {**r, 'stats': {k: asdict(s) for k, s in r['stats'].items()}}
+    if r.get('sampling'): out['sampling'] = {str(t): {**v, 'stats': asdict(v['stats'])} for t, v in r['sampling'].items()}
+    return out
 
 def save_bench(r:dict, # from `spec_bench`
                folder:str|Path, # where spec_bench.md, .json and .png go
@@ -223,7 +332,7 @@ def save_bench(r:dict, # from `spec_bench`
     folder = Path(folder)
     paths = [folder/f'spec_bench.{ext}' for ext in ('md', 'json', 'png')]
     write_atomic(paths[0], format_bench(r) + '\n')
-    write_atomic(paths[1], json.dumps({**r, 'stats': {k: asdict(s) for k, s in r['stats'].items()}}, indent=1))
+    write_atomic(paths[1], json.dumps(_jsonable(r), indent=1))
     plot_bench(r).savefig(paths[2], dpi=120, bbox_inches='tight')
     return paths
 
@@ -236,17 +345,38 @@ def mtp_spec_bench(heads:str, # a finished run folder (e.g. runs/mtp), or a head
                    dtype:str='float32', # same for every decoder
                    threads:int=1, # torch CPU threads, same for every decoder
                    seed:int=0, # the embedded data's seed
-                   no_save:bool=False, # only print: do not write spec_bench.md, .json and .png into the folder
+                   tree_nodes:int=16, # drafts in the tree row's draft tree (0: no tree row)
+                   tree_prompts:int=20, # held-out prompts after the timed ones that the tree is chosen on
+                   assistant:str=None, # draft model for HF assisted generation (hub id or folder, same tokenizer); default: the embedded draft LLaMA for the embedded trunk; 'none': no such row
+                   lookup_tokens:int=10, # HF prompt lookup decoding: tokens proposed per pass
+                   temperatures:str='0.5,1', # speculative sampling rows, at these temperatures ('': none)
+                   no_save:bool=False, # only print: do not write spec_bench.md, .json, .png and tree.json, .png into the folder
                   ):
-    "Time HF greedy `generate` against greedy and self-speculative decoding on held-out prompts; print the table."
+    "Time HF greedy `generate` and its peers against greedy and self-speculative decoding on held-out prompts; print the table."
     from transformers.utils import logging
     _check_decoding_flags(max_new_tokens, threads, None)
-    check_number('--n_prompts', n_prompts, 1, integer=True)
+    for flag, value, low in (('--n_prompts', n_prompts, 1), ('--tree_nodes', tree_nodes, 0), ('--tree_prompts', tree_prompts, 1),
+                             ('--lookup_tokens', lookup_tokens, 1)):
+        check_number(flag, value, low, integer=True)
     check_number('--seed', seed, 0, SEED_MAX, integer=True)
+    temps = _temperatures(temperatures)
     if not no_save: check_writable(Path(heads)/'spec_bench.md', 'the folder (or pass --no_save)')
     logging.disable_progress_bar()
     torch.set_num_threads(threads)
     mtp, tokenizer = load_for_decoding(heads, trunk, parse_dtype(dtype))
-    r = spec_bench(mtp, tokenizer, heldout_prompts(n_prompts, seed), max_new_tokens, progress=True)
+    draft = None if assistant == 'none' else assistant or default_assistant(mtp)
+    draft = None if draft is None else load_assistant(draft, tokenizer).to(mtp.lm_head.weight.dtype)
+    prompts = heldout_prompts(n_prompts + (tree_prompts if tree_nodes else 0), seed)
+    tree = rates = None
+    if tree_nodes: tree, rates = bench_tree(mtp, tokenizer, prompts[n_prompts:], tree_nodes, max_new_tokens)
+    r = spec_bench(mtp, tokenizer, prompts[:n_prompts], max_new_tokens, progress=True, tree=tree, assistant=draft, lookup_tokens=lookup_tokens)
+    if temps: r['sampling'] = sampling_bench(mtp, tokenizer, prompts[:n_prompts], temps, max_new_tokens, seed)
+    if rates is not None: r['rank_rates'] = [[round(float(v), 4) for v in row] for row in rates]
     print(format_bench(r))
-    if not no_save: print('\nwrote ' + ', '.join(shown(p) for p in save_bench(r, heads)))
+    if no_save: return
+    paths = save_bench(r, heads)
+    if tree is not None:
+        paths.append(tree.save(Path(heads)/'tree.json'))
+        plot_tree(tree, rates, f'the draft tree chosen on {tree_prompts} held-out prompts').savefig(Path(heads)/'tree.png', dpi=120, bbox_inches='tight')
+        paths.append(Path(heads)/'tree.png')
+    print('\nwrote ' + ', '.join(shown(p) for p in paths))

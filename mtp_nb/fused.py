@@ -8,10 +8,10 @@ import copy, warnings, weakref
 import torch
 import torch.nn.functional as F
 from .heads import MTPModel
-from .speculative import ModuleDecoder
+from .speculative import ModuleDecoder, allowed_slots
 
 # %% auto #0
-__all__ = ['FUSABLE', 'unfusable', 'layer_window', 'FusedLayers', 'rope_tables', 'allowed_slots', 'FusedDecoder', 'make_decoder']
+__all__ = ['FUSABLE', 'unfusable', 'layer_window', 'FusedLayers', 'rope_tables', 'FusedDecoder', 'make_decoder']
 
 # %% ../nbs/19_fused.ipynb #26acd63a
 FUSABLE = ('self_attn', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp',
@@ -118,6 +118,12 @@ class FusedLayers:
         return new
 
     def crop(self, n:int)->None: self.n -= n
+    def keep(self, T:int, idx:torch.Tensor)->None:
+        "Of the last `T` slots in use, keep those at `idx` (B, L) of each row, in order (a draft tree's accepted path)."
+        (D, B, H, _, d), L, start = self.k.shape, idx.shape[1], self.n - T
+        at = idx[None, :, None, :, None].expand(D, B, H, L, d)
+        for x in (self.k, self.v): x[..., start:start + L, :] = x[..., start:self.n, :].gather(3, at)
+        self.n = start + L
     def select(self, idx:torch.Tensor)->None: self.k, self.v = self.k[:, idx], self.v[:, idx]
 
 # %% ../nbs/19_fused.ipynb #92e144dd
@@ -126,18 +132,6 @@ def rope_tables(rotary:tuple)->tuple:
     cos, sin = rotary
     half = sin.shape[-1] // 2
     return cos[None, :, None], torch.cat([-sin[..., :half], sin[..., half:]], -1)[None, :, None]
-
-def allowed_slots(slot_mask:torch.Tensor, # (B, S+T) 1 on the slots each row keeps, the T new ones last
-                  T:int, # new tokens
-                  window:int|None=None, # sliding window
-                 )->torch.Tensor: # (B, 1, T, S+T) bool
-    "Which slots each new token attends to: kept, not after it, within the window; a token always sees itself."
-    S = slot_mask.shape[1] - T
-    slots = torch.arange(S + T, device=slot_mask.device)                        # (S+T,)
-    query = slots[S:, None]                                                      # (T, 1)
-    ok = slot_mask.bool()[:, None, :] & (slots <= query)
-    if window: ok &= slots > query - window
-    return (ok | (slots == query))[:, None]             # a padding query sees itself: no all-masked row, no NaN
 
 _STACKED = weakref.WeakKeyDictionary()   # model -> {(its weights' identity and versions, n_heads): (trunk, heads) FusedLayers}
 
@@ -161,11 +155,11 @@ class FusedDecoder:
         self.layers, self.heads = [l.fresh() for l in layers], [l.fresh() for l in heads]   # own caches, shared weights
         self.sliding = any(w is not None for w in self.windows)
 
-    def __call__(self, input_ids:torch.Tensor, attention_mask:torch.Tensor, position_ids:torch.Tensor)->torch.Tensor:
-        "As `ModuleDecoder`: (B, T) new tokens, (B, S+T) slot mask, (B, T) positions -> head 1's output (B, T, C)."
+    def __call__(self, input_ids:torch.Tensor, attention_mask:torch.Tensor, position_ids:torch.Tensor, tree:torch.Tensor|None=None)->torch.Tensor:
+        "As `ModuleDecoder`: (B, T) new tokens, (B, S+T) slot mask, (B, T) positions, a tree's (T, T) mask or None -> head 1's output (B, T, C)."
         emb = self.mtp.trunk.embed_tokens(input_ids)                              # (B, T, C)
         rope = rope_tables(self.mtp.trunk.rotary_emb(emb, position_ids))
-        allowed = {w: allowed_slots(attention_mask, input_ids.shape[1], w) for w in set(self.windows)}
+        allowed = {w: allowed_slots(attention_mask, input_ids.shape[1], w, tree) for w in set(self.windows)}
         h = emb
         for layer in self.layers: h = layer(h, rope, allowed[layer.window])[0]
         self.pending = h, rope, allowed[self.windows[-1]]
@@ -179,6 +173,8 @@ class FusedDecoder:
 
     def crop(self, n:int)->None:
         for layer in self.layers + self.heads: layer.crop(n)
+    def keep(self, T:int, idx:torch.Tensor)->None:
+        for layer in self.layers + self.heads: layer.keep(T, idx)
     def select(self, idx:torch.Tensor)->None:
         for layer in self.layers + self.heads: layer.select(idx)
 

@@ -10,9 +10,9 @@ from .core import InputError
 from .heads import MTPModel, head_attention_mask, next_token_model
 
 # %% auto #0
-__all__ = ['new_cache', 'crop_cache', 'ModuleDecoder', 'greedy_tokens', 'feed_in_pieces', 'accepted_drafts', 'SpecStats',
-           'DecodeRows', 'prefill', 'rollback', 'verify_step', 'cut_row', 'drop_rows', 'check_heads',
-           'speculative_generate', 'hf_greedy', 'compare_with_greedy']
+__all__ = ['new_cache', 'crop_cache', 'keep_cache_slots', 'allowed_slots', 'ModuleDecoder', 'greedy_tokens', 'feed_in_pieces',
+           'accepted_drafts', 'SpecStats', 'DecodeRows', 'prefill', 'rollback', 'verify_step', 'cut_row', 'drop_rows',
+           'check_heads', 'speculative_generate', 'hf_greedy', 'compare_with_greedy']
 
 # %% ../nbs/18_speculative.ipynb #275eca67
 def new_cache(config)->'DynamicCache':
@@ -29,6 +29,34 @@ def crop_cache(cache, # a cache from `new_cache`
     for layer in cache.layers:
         if layer.is_initialized: layer.crop(-n)
 
+def keep_cache_slots(cache, # a cache from `new_cache`, no sliding-window layer
+                     T:int, # the last T slots, those of the pass just run
+                     idx:torch.Tensor, # (B, L) which of them each row keeps, in order (a draft tree's accepted path)
+                    )->None:
+    "Replace the last `T` slots of every layer that holds keys and values by the `L` slots each row keeps."
+    for layer in cache.layers:
+        if not layer.is_initialized: continue
+        B, H, S, d = layer.keys.shape
+        at = idx[:, None, :, None].expand(B, H, idx.shape[1], d)
+        layer.keys, layer.values = (torch.cat([x[:, :, :S - T], x[:, :, S - T:].gather(2, at)], 2) for x in (layer.keys, layer.values))
+
+def allowed_slots(slot_mask:torch.Tensor, # (B, S+T) 1 on the slots each row keeps, the T new ones last
+                  T:int, # new tokens
+                  window:int|None=None, # sliding window
+                  tree:torch.Tensor|None=None, # (T, T) bool: new token i sees new token j (a draft tree, `19_tree`); None: causal
+                 )->torch.Tensor: # (B, 1, T, S+T) bool
+    "Which slots each new token attends to: kept, not after it (in a tree: its ancestors), within the window; a token always sees itself."
+    S = slot_mask.shape[1] - T
+    slots = torch.arange(S + T, device=slot_mask.device)                        # (S+T,)
+    query = slots[S:, None]                                                      # (T, 1)
+    seen = slots <= query                                                        # (T, S+T) causal
+    if tree is not None:
+        if window: raise InputError("a draft tree needs full attention: under a sliding window its slots are not its positions")
+        seen = torch.cat([seen[:, :S], tree.to(seen.device)], 1)
+    ok = slot_mask.bool()[:, None, :] & seen
+    if window: ok &= slots > query - window
+    return (ok | (slots == query))[:, None]             # a padding query sees itself: no all-masked row, no NaN
+
 # %% ../nbs/18_speculative.ipynb #4378c5d2
 class ModuleDecoder:
     "Trunk and heads 1..K as the model's own modules: trunk + head 1 share one `DynamicCache`, each other head has its own."
@@ -41,11 +69,17 @@ class ModuleDecoder:
                  input_ids:torch.Tensor, # (B, T) new tokens
                  attention_mask:torch.Tensor, # (B, S+T) over cached slots and the new tokens
                  position_ids:torch.Tensor, # (B, T) each row's positions of the new tokens
+                 tree:torch.Tensor|None=None, # (T, T) bool: new token i sees new token j (a draft tree, `19_tree`); None: causal
                 )->torch.Tensor: # (B, T, C) head 1's output before the final norm
         "Trunk and head 1 over the new tokens; `draft` must follow, before the next call."
         mtp, caches = self.mtp, self.caches
         emb = mtp.trunk.embed_tokens(input_ids)                          # (B, T, C)
-        head_mask = head_attention_mask(mtp.config, emb, attention_mask, position_ids, cache=caches[0])
+        if tree is None:
+            head_mask = head_attention_mask(mtp.config, emb, attention_mask, position_ids, cache=caches[0])
+        else:                                                            # one 4D mask, which every layer takes as it is
+            allowed = allowed_slots(attention_mask, input_ids.shape[1], tree=tree)
+            attention_mask = head_mask = torch.zeros(allowed.shape, dtype=emb.dtype, device=emb.device).masked_fill_(
+                ~allowed, torch.finfo(emb.dtype).min)                   # additive: what eager and SDPA attention both take
         h = mtp.trunk(inputs_embeds=emb, attention_mask=attention_mask, position_ids=position_ids,
                       cache=caches[0], use_cache=True).last_hidden_state  # (B, T, C), pre-norm
         self.pending = dict(attention_mask=head_mask, position_ids=position_ids, use_cache=True,
@@ -64,6 +98,10 @@ class ModuleDecoder:
     def crop(self, n:int)->None:
         "Drop the last `n` slots of every cache."
         for cache in self.caches: crop_cache(cache, n)
+
+    def keep(self, T:int, idx:torch.Tensor)->None:
+        "Of the last `T` slots, keep those at `idx` (B, L) in every cache (`keep_cache_slots`)."
+        for cache in self.caches: keep_cache_slots(cache, T, idx)
 
     def select(self, idx:torch.Tensor)->None:
         "Keep the rows `idx` of every cache."
@@ -148,13 +186,15 @@ def prefill(mtp:MTPModel,
             decoder, # a fresh decoder, e.g. `ModuleDecoder(mtp, n_heads)`
             input_ids:torch.Tensor, # (B, P) left-padded prompts
             attention_mask:torch.Tensor, # (B, P) 0 on padding
+            block=None, # (head 1's tokens (B,), heads 2..K's outputs (K-1, B, C)) -> the first block (B, T); None: greedy drafts
            )->DecodeRows:
     "Run the prompts through trunk and heads; the first block is head 1's token and the other heads' drafts."
     mask = attention_mask.long()
     position_ids = (mask.cumsum(1) - 1).clamp(min=0)                     # (B, P): left padding does not count
     first = greedy_tokens(mtp, decoder(input_ids, mask, position_ids)[:, -1])   # (B,) prompts end at the last column
     last = torch.full((len(input_ids),), input_ids.shape[1] - 1, device=input_ids.device)   # (B,)
-    fed = torch.cat([first[:, None], greedy_tokens(mtp, decoder.draft(last)).T], 1)   # (B, K)
+    hidden = decoder.draft(last)                                         # (K-1, B, C)
+    fed = torch.cat([first[:, None], greedy_tokens(mtp, hidden).T], 1) if block is None else block(first, hidden)   # (B, K)
     decoder.crop(0)
     return DecodeRows(decoder, mask, mask.sum(1), fed, list(range(len(input_ids))))
 
@@ -222,6 +262,7 @@ def speculative_generate(mtp:MTPModel,
                          n_heads:int|None=None, # heads to use: 1 is plain greedy decoding; default all
                          decoder=None, # (mtp, n_heads) -> a fresh decoder; None: `ModuleDecoder`
                          sampling=None, # a `Sampling` (`19_sampling`): its `prefill` and `verify` instead of greedy ones
+                         tree=None, # a `DraftTree` (`19_tree`): verify a tree of drafts per pass instead of a chain
                         )->tuple[list[list[int]], SpecStats]: # new tokens of each row, and the run's counts
     "Self-speculative decoding: head 1 verifies, heads 2..K draft; same tokens as greedy decoding with head 1 (or, sampling, the same distribution)."
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -229,9 +270,11 @@ def speculative_generate(mtp:MTPModel,
     device = mtp.lm_head.weight.device                                   # prompts go where the model is
     input_ids = input_ids.to(device)
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
-    start, step = (prefill, verify_step) if sampling is None else (sampling.prefill, sampling.verify)
-    rows = start(mtp, (decoder or ModuleDecoder)(mtp, check_heads(mtp, n_heads)), input_ids, mask)
-    K = rows.fed.shape[1]
+    if sampling is not None and tree is not None: raise InputError("a draft tree is verified greedily: pass sampling or tree, not both")
+    rule = sampling or tree
+    start, step = (prefill, verify_step) if rule is None else (rule.prefill, rule.verify)
+    K = check_heads(mtp, n_heads)
+    rows = start(mtp, (decoder or ModuleDecoder)(mtp, K), input_ids, mask)
     stats, out = SpecStats(K, forwards=len(input_ids)), [[t] for t in rows.fed[:, 0].tolist()]
     is_done = lambda r: len(out[r]) >= max_new_tokens or eos_token_id in out[r]
     while (rows := drop_rows(rows, [is_done(r) for r in rows.ids])) is not None:
@@ -251,10 +294,11 @@ def hf_greedy(model, # an HF causal LM, e.g. `next_token_model(mtp)`
               max_new_tokens:int,
               eos_token_id:int|None=None,
               pad_token_id:int=0, # only to keep `generate` from warning: one prompt has no padding
+              **generate_kwargs, # more for `generate`, e.g. prompt_lookup_num_tokens or assistant_model (its greedy peers)
              )->list[int]: # the new tokens
     "HF greedy `generate` of one prompt: the reference every decoder of this project must reproduce."
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+                         eos_token_id=eos_token_id, pad_token_id=pad_token_id, **generate_kwargs)
     return out[0, ids.shape[1]:].tolist()
 
 def compare_with_greedy(mtp:MTPModel,

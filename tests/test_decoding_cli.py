@@ -72,15 +72,33 @@ def test_bad_input_is_one_line(folders, trunk, tmp_path):
     (broken/HEADS_CONFIG).write_text(json.dumps({**meta, 'hidden_size': 64}))
     refused(generate_cmd(root, broken), 'mtp_generate', 'do not fit this trunk (hidden_size: heads 64, trunk 32)')
 
-def test_spec_bench_command(folders, tmp_path):
-    "mtp_spec_bench on a run folder: the table on stdout, and table, numbers and plot written into the folder."
-    root, _ = folders
-    r = run_cmd('mtp_spec_bench', 'run', '--n_prompts', 3, '--max_new_tokens', 12, cwd=root)
+def test_spec_bench_command(folders, trunk, tmp_path):
+    "mtp_spec_bench on a run folder: the table on stdout (peers, chain, tree, sampling), and table, numbers, plot and tree written into the folder."
+    root, prompts = folders
+    r = run_cmd('mtp_spec_bench', 'run', '--n_prompts', 3, '--max_new_tokens', 12, '--tree_nodes', 4, '--tree_prompts', 2,
+                '--assistant', trunk, '--temperatures', '1', cwd=root)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert '| self-speculative, fused decoder | ' in r.stdout and '3/3 |' in r.stdout and 'wrote run/spec_bench.md' in r.stdout
+    for row in ('| self-speculative, fused decoder | ', '| self-speculative, fused decoder, draft tree (4 drafts) | ',
+                '| HF prompt lookup decoding, same model | ', '| HF assisted generation, small draft LLaMA | ', '| temperature 1 | '):
+        assert row in r.stdout, (row, r.stdout)
+    assert r.stdout.count('3/3 |') == 7 and 'wrote run/spec_bench.md' in r.stdout and 'run/tree.json' in r.stdout
     stats = json.loads((root/'run'/'spec_bench.json').read_text())['stats']
-    assert stats['speculative']['tokens'] == stats['hf_generate']['tokens'] > 0
+    assert stats['speculative']['tokens'] == stats['hf_generate']['tokens'] == stats['speculative_tree']['tokens'] > 0
     assert (root/'run'/'spec_bench.md').read_text().startswith('| decoder (batch 1) |') and (root/'run'/'spec_bench.png').stat().st_size > 0
+    tree = json.loads((root/'run'/'tree.json').read_text())
+    assert len(tree) == 4 and [0] in tree and (root/'run'/'tree.png').stat().st_size > 0
+    texts = [generate_cmd(root, 'run', '--prompt', prompts[0], '--max_new_tokens', 16, *extra).stdout.decode().split('\n\n16 tokens in')[0]
+             for extra in ([], ['--tree', 'run/tree.json'], ['--tree', 'run/tree.json', '--hf_layers'])]
+    assert len(set(texts)) == 1, texts
+    (tmp_path/'bad.json').write_text('[[0], [1, 0, 0]]')
+    for args, message in ((['run', '--tree', 'nope.json'], 'no draft tree at nope.json: mtp_spec_bench writes tree.json'),
+                          (['run', '--tree', 'run/tree.json', '--temperature', '1'], 'a draft tree is verified greedily'),
+                          (['run', '--tree', tmp_path/'bad.json'], 'path [1, 0] is missing'),
+                          (['run', '--tree', 'run/spec_bench.md'], 'is not a draft tree\'s JSON')):
+        refused(generate_cmd(root, *args), 'mtp_generate', message)
     for args, message in ((['nope'], 'is nothing (no such path)'), (['run', '--n_prompts', 0], '--n_prompts must be a whole number >= 1'),
-                          (['run', '--seed', -2], '--seed must be a whole number in [0, 4.29497e+09], got -2')):
+                          (['run', '--seed', -2], '--seed must be a whole number in [0, 4.29497e+09], got -2'),
+                          (['run', '--tree_nodes', -1], '--tree_nodes must be a whole number >= 0'),
+                          (['run', '--temperatures', 'hot'], '--temperatures must be numbers separated by commas'),
+                          (['run', '--assistant', tmp_path/'nothing'], 'nothing')):
         refused(run_cmd('mtp_spec_bench', *args, cwd=root), 'mtp_spec_bench', message)
