@@ -171,7 +171,7 @@ def plot_tree(tree:DraftTree,
     fig = new_figure(figsize=(1.8 + 1.6 * tree.max_depth, 0.9 + 0.32 * max(1, int(torch.bincount(tree.depth).max()))), layout='tight')
     ax = fig.subplots()
     y, count = {}, {}
-    for i, p in enumerate([(), *tree.paths]):
+    for p in [(), *tree.paths]:
         d = len(p); y[p] = -count.get(d, 0); count[d] = count.get(d, 0) + 1
     for p in tree.paths: ax.plot([len(p) - 1, len(p)], [y[p[:-1]], y[p]], color='tab:gray', lw=1, zorder=1)
     chance = (lambda p: math.prod(float(rates[d, r]) for d, r in enumerate(p))) if rates is not None else None
