@@ -59,8 +59,7 @@ class HeadLosses(NamedTuple):
 
 def head_loss_sum(model:MTPModel, # the model whose head `k` to run
                   k:int, # head number, 1-based: head k at t predicts token t+k
-                  h:torch.Tensor, # (B, T, C) trunk output (detached or not)
-                  ctx:HeadContext, # from `model.trunk_forward`
+                  hidden:torch.Tensor, # (B, T, C) head k's output after the final norm (`model.head_hidden`)
                   input_ids:torch.Tensor, # (B, T) token ids: the targets, shifted by k
                   attention_mask:torch.Tensor|None=None, # (B, T), 0 on padding
                   loss_chunk:int=LOSS_CHUNK, # positions per chunk of logits (0: all at once)
@@ -68,7 +67,6 @@ def head_loss_sum(model:MTPModel, # the model whose head `k` to run
                   labels:torch.Tensor|None=None, # (B, T) `collate`'s: the ids, `IGNORE_INDEX` where no head may be scored (a prompt)
                  )->tuple[torch.Tensor, int]: # summed loss (scalar, with graph) and number of scored tokens
     "Sum over positions of head k's cross-entropy against token t+k, and how many positions count."
-    hidden = model.head_hidden(k, h, ctx)                               # (B, T, C)
     if attention_mask is None and labels is None:                       # every position counts: the first T-k, by slicing
         rows, targets = hidden[:, :max(input_ids.shape[1] - k, 0)].flatten(0, 1), input_ids[:, k:].flatten()  # (N, C), (N,)
     else:
@@ -149,7 +147,9 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
                  labels:torch.Tensor|None=None, # (B, T) `collate`'s, when a prompt is not scored; None: every token
                  targets:str='data', # heads 2..n learn 'data' (token t+k) or 'self' (head 1's own greedy token t+k, `self_labels`)
                 )->HeadLosses: # per-head loss sums and target counts of this micro-batch
-    "Detached backward of one micro-batch: heads one at a time on a detached trunk output, then the trunk once."
+    """Detached backward of one micro-batch: heads one at a time on a detached trunk output, then the trunk once.
+    A head that other heads read (head 1 of `medusa`, heads 1..n-1 of `sequential`) is cut the same way: its graph waits
+    until every reader has sent its gradient, then takes one backward."""
     n = model.n_heads
     w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     trainable = trunk_is_trainable(model)
@@ -157,13 +157,18 @@ def mtp_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.gr
         h, ctx = model.trunk_forward(input_ids, attention_mask)         # (B, T, C)
     h_d = detach_trunk_output(h)                                        # (B, T, C) leaf
     own = self_labels(model, h_d, ctx, input_ids, attention_mask, labels, loss_chunk) if targets == 'self' else labels
-    sums, counts = [], []
+    read = {model.head_source(k) for k in range(2, n + 1)} - {0}       # heads whose output another head reads
+    outs, waiting, sums, counts = {0: h_d}, [], [], []
     for k in range(1, n + 1):
-        loss_sum, count = head_loss_sum(model, k, scale_grad(h_d, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, liger,
-                                        labels if k == 1 else own)
+        out = model.run_head(k, scale_grad(outs[model.head_source(k)], s[k - 1]), ctx)   # (B, T, C); s_k: what head k sends back
+        if k in read: waiting.append((out, out := detach_trunk_output(out)))   # cut here too: readers add to `.grad`
+        outs[k] = out
+        with model.autocast(): hidden = model.norm(out)                 # (B, T, C)
+        loss_sum, count = head_loss_sum(model, k, hidden, input_ids, attention_mask, loss_chunk, liger, labels if k == 1 else own)
         # divide by the whole step's count (max 1: a head with no target anywhere has a 0 sum)
         (w[k - 1] * loss_sum / max(n_targets[k - 1], 1)).backward()    # frees head k's logits now
         sums.append(loss_sum.detach()); counts.append(count)
+    for out, cut in reversed(waiting): out.backward(cut.grad)          # a read head, once its readers are done
     if trainable: h.backward(h_d.grad)                                  # the trunk's one backward
     return HeadLosses(torch.stack(sums), torch.tensor(counts))
 
@@ -183,7 +188,11 @@ def naive_backward(model:MTPModel, # trunk + heads; gradients accumulate into `.
     w, s = resolve_knobs(n, n_targets, loss_weights, trunk_grad_scales)
     h, ctx = model.trunk_forward(input_ids, attention_mask)             # (B, T, C), graph kept
     own = self_labels(model, h, ctx, input_ids, attention_mask, labels) if targets == 'self' else labels
-    losses = [head_loss_sum(model, k, scale_grad(h, s[k - 1]), ctx, input_ids, attention_mask, loss_chunk, labels=labels if k == 1 else own)
+    def hidden(k:int)->torch.Tensor:                                   # head k's whole chain on `h` itself, s_j at every read
+        out = {0: h}
+        for j in model.head_chain(k): out[j] = model.run_head(j, scale_grad(out[model.head_source(j)], s[j - 1]), ctx)
+        with model.autocast(): return model.norm(out[k])                # (B, T, C)
+    losses = [head_loss_sum(model, k, hidden(k), input_ids, attention_mask, loss_chunk, labels=labels if k == 1 else own)
               for k in range(1, n + 1)]                                 # K graphs, K x (B, T, V) alive unless chunked
     sum(w[k] * loss / max(n_targets[k], 1) for k, (loss, _) in enumerate(losses)).backward()
     return HeadLosses(torch.stack([loss.detach() for loss, _ in losses]), torch.tensor([c for _, c in losses]))

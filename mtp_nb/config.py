@@ -10,6 +10,7 @@ from pathlib import Path
 from .backward import TARGETS, check_knobs, default_trunk_grad_scales
 from .core import InputError, check_number, first_line, folder_kind, one_line_parser_errors
 from .data import check_columns
+from .heads import HEAD_TYPES
 from .loss import LOSS_CHUNK
 
 # %% auto #0
@@ -24,6 +25,8 @@ class MTPConfig:
     trunk:str|None=None # hub id or local folder of a Llama-family causal LM, to put heads on another model (None: the embedded tiny LLaMA)
     cache_dir:str|None=None # where the embedded trunk is built once, to share one cache (None: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
     n_heads:int=4 # heads predicting tokens t+1 .. t+n_heads: more look further ahead and cost more per step
+    head_type:str='layer' # heads 2..n: 'layer' (a copy of the last layer), 'medusa' (ResBlocks on head 1, far cheaper), 'sequential' (DeepSeek-V3: chained, each reads the token before its target)
+    medusa_blocks:int=1 # ResBlocks per medusa head: more for a deeper (still cheap) head
     data:str|None=None # hub id, or local .json/.jsonl/.parquet/.csv file or folder, to train on other traces (None: the embedded set)
     split:str='train' # split of --data to train on, when it is not 'train'
     eval_split:str|None=None # split of --data to evaluate on, when it has one (None: hold out --eval_fraction of --split)
@@ -78,7 +81,7 @@ class MTPConfig:
 # %% ../nbs/10_config.ipynb #d1a5f84e
 SEED_MAX = 2**32 - 1 # numpy's and torch's seeds must stay below this
 RANGES = dict( # numeric field -> the keyword arguments of `check_number` that describe its allowed values
-    n_heads=dict(low=1, integer=True), eval_fraction=dict(low=0, high=1, open_low=True, open_high=True),
+    n_heads=dict(low=1, integer=True), medusa_blocks=dict(low=1, integer=True), eval_fraction=dict(low=0, high=1, open_low=True, open_high=True),
     n_train=dict(low=0, integer=True), n_eval=dict(low=0, integer=True),
     max_tokens=dict(low=2, integer=True, fix='a row needs a token and one to predict'),
     data_seed=dict(low=0, high=SEED_MAX, integer=True), seed=dict(low=0, high=SEED_MAX, integer=True),
@@ -104,6 +107,7 @@ def _check_precision_and_kernels(cfg:MTPConfig)->None:
         raise InputError("--dtype float16 would need loss scaling to train (its gradients underflow): "
                          "use --dtype bfloat16, which saves the same memory")
     if cfg.dtype not in TRAIN_DTYPES: raise InputError(f"--dtype must be one of {', '.join(TRAIN_DTYPES)}, got {cfg.dtype!r}")
+    if cfg.head_type not in HEAD_TYPES: raise InputError(f"--head_type must be one of {', '.join(HEAD_TYPES)}, got {cfg.head_type!r}")
     if cfg.targets not in TARGETS: raise InputError(f"--targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
     if cfg.trunk_optimizer not in TRUNK_OPTIMIZERS:
         raise InputError(f"--trunk_optimizer must be one of {', '.join(TRUNK_OPTIMIZERS)}, got {cfg.trunk_optimizer!r}")

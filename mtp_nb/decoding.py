@@ -5,6 +5,7 @@
 # %% ../nbs/20_decoding.ipynb #6b434986
 from __future__ import annotations
 import json, time
+from typing import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import torch
@@ -194,11 +195,13 @@ def spec_bench(mtp:MTPModel, tokenizer,
                tree:DraftTree|None=None, # a draft tree for the tree row (`19_tree`); None: no tree row
                assistant=None, # a small causal LM with the trunk's tokenizer, for HF assisted generation; None: no such row
                lookup_tokens:int=10, # HF prompt lookup: tokens proposed per pass (`prompt_lookup_num_tokens`)
+               decoders:Sequence[str]|None=None, # only these of `DECODERS` ('hf_generate' first: the reference); None: all that apply
               )->dict:
     "Time HF greedy `generate`, its prompt-lookup and assisted peers, greedy loops and self-speculative decoding (chain, tree) on the same prompts, batch 1."
     from tqdm.auto import tqdm
     from transformers.utils import logging
     run = _bench_decoders(mtp, tokenizer, max_new_tokens, tree, assistant, lookup_tokens)
+    if decoders: run = {name: run[name] for name in decoders}
     names = list(run)
     ids = [tokenizer(p, return_tensors='pt')['input_ids'].to(mtp.lm_head.weight.device) for p in prompts]   # (1, P) each
     verbosity = logging.get_verbosity()

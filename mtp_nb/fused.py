@@ -154,6 +154,7 @@ class FusedDecoder:
         layers, heads = _stacked_layers(mtp, n_heads, self.windows)
         self.layers, self.heads = [l.fresh() for l in layers], [l.fresh() for l in heads]   # own caches, shared weights
         self.sliding = any(w is not None for w in self.windows)
+        self.ragged = not self.sliding                                             # rows may keep different numbers of drafts
 
     def __call__(self, input_ids:torch.Tensor, attention_mask:torch.Tensor, position_ids:torch.Tensor, tree:torch.Tensor|None=None)->torch.Tensor:
         "As `ModuleDecoder`: (B, T) new tokens, (B, S+T) slot mask, (B, T) positions, a tree's (T, T) mask or None -> head 1's output (B, T, C)."
@@ -207,6 +208,7 @@ def make_decoder(mtp:MTPModel,
                  n_heads:int, # heads to decode with: 1 is plain greedy
                 ):
     "`FusedDecoder` where every layer is plain Llama-style and a probe agrees with the modules; else `ModuleDecoder`."
+    if mtp.head_type != 'layer': return ModuleDecoder(mtp, n_heads)   # fused heads are stacked layers: other designs run as modules
     why = next((w for layer in [*mtp.trunk.layers, *mtp.heads[:n_heads]] if (w := unfusable(layer))), None) or _probe(mtp, n_heads)
     if why is None: return FusedDecoder(mtp, n_heads)
     warnings.warn(f"decoding with the model's own modules, not fused layers: {why}")

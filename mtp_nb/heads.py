@@ -16,24 +16,72 @@ from .core import HEADS_CONFIG, InputError, KIND_NAMES, atomic_dir, check_number
 from .trunk import check_llama_family, load_trunk
 
 # %% auto #0
-__all__ = ['HEADS_WEIGHTS', 'TRUNK_LAYERS', 'MTPModel', 'HeadContext', 'head_attention_mask', 'shared_storage',
+__all__ = ['HEAD_TYPES', 'HEADS_WEIGHTS', 'TRUNK_LAYERS', 'check_head_type', 'ResBlock', 'MedusaHead', 'SequentialHead',
+           'make_heads', 'MTPModel', 'HeadContext', 'head_attention_mask', 'shifted_ids', 'shared_storage',
            'next_token_model', 'read_heads_config']
+
+# %% ../nbs/04_heads.ipynb #1b2118c0
+HEAD_TYPES = ('layer', 'medusa', 'sequential') # designs of heads 2..n (head 1 is always a copy of the last layer)
+
+def check_head_type(head_type:str, medusa_blocks:int=1)->None:
+    "One-line `InputError` unless `head_type` is one of `HEAD_TYPES` and `medusa_blocks` a whole number >= 1."
+    if head_type not in HEAD_TYPES: raise InputError(f"head_type must be one of {', '.join(HEAD_TYPES)}, got {head_type!r}")
+    check_number('medusa_blocks', medusa_blocks, 1, integer=True)
+
+class ResBlock(nn.Module):
+    "Medusa's residual block `x + SiLU(W x + b)`, W and b zero: the identity at initialisation."
+    def __init__(self, C:int):
+        super().__init__()
+        self.linear = nn.Linear(C, C)
+        nn.init.zeros_(self.linear.weight); nn.init.zeros_(self.linear.bias)
+    def forward(self, x:torch.Tensor)->torch.Tensor: return x + nn.functional.silu(self.linear(x))   # (B, T, C)
+
+class MedusaHead(nn.Sequential):
+    "A Medusa head before the unembedding: `n_blocks` ResBlocks on head 1's output."
+    def __init__(self, C:int, n_blocks:int=1): super().__init__(*(ResBlock(C) for _ in range(n_blocks)))
+
+class SequentialHead(nn.Module):
+    "DeepSeek-V3's MTP module: [norm(previous head's output); norm(embedding of token t+k-1)] projected 2C -> C, then one decoder layer."
+    def __init__(self, last:nn.Module, norm:nn.Module):
+        super().__init__()
+        C = norm.weight.shape[0]
+        self.hidden_norm, self.embed_norm = copy.deepcopy(norm), copy.deepcopy(norm)
+        self.proj = nn.Linear(2 * C, C, bias=False, dtype=norm.weight.dtype)
+        with torch.no_grad(): self.proj.weight.copy_(torch.cat([torch.eye(C), torch.zeros(C, C)], 1))  # reads the hidden state alone at first
+        self.layer = copy.deepcopy(last)                                     # keeps layer_idx L-1: the same cache slot and mask kind
+    def forward(self, x:torch.Tensor, # (B, T, C) the previous head's output
+                emb:torch.Tensor, # (B, T, C) embeddings of the tokens before each target
+                **layer_kwargs)->torch.Tensor:
+        z = self.proj(torch.cat([self.hidden_norm(x), self.embed_norm(emb)], -1))   # (B, T, 2C) -> (B, T, C)
+        return self.layer(z, **layer_kwargs)
+
+def make_heads(last:nn.Module, # the trunk's last decoder layer
+               norm:nn.Module, # its final norm
+               n_heads:int, head_type:str='layer', medusa_blocks:int=1)->nn.ModuleList:
+    "Head 1 a copy of `last`; heads 2..n of `head_type`. Each its own deep copy: `[last] * n` would be one module under n names."
+    C = norm.weight.shape[0]
+    other = dict(layer=lambda: copy.deepcopy(last), medusa=lambda: MedusaHead(C, medusa_blocks),
+                 sequential=lambda: SequentialHead(last, norm))[head_type]
+    return nn.ModuleList([copy.deepcopy(last)] + [other() for _ in range(n_heads - 1)])
 
 # %% ../nbs/04_heads.ipynb #e7840910
 class MTPModel(nn.Module):
-    "A frozen Llama-family trunk (layers[:-1]) with `n_heads` copies of its last layer, sharing norm and `lm_head`."
+    "A frozen Llama-family trunk (layers[:-1]); head 1 a copy of its last layer, heads 2..n of `head_type`; all share norm and `lm_head`."
     def __init__(self,
                  base:PreTrainedModel, # a Llama-family causal LM (consumed: its inner model becomes the trunk)
                  n_heads:int=4, # heads predicting t+1 .. t+n_heads
+                 head_type:str='layer', # heads 2..n: 'layer' (a copy of the last layer), 'medusa' (ResBlocks), 'sequential' (DeepSeek-V3)
+                 medusa_blocks:int=1, # ResBlocks per medusa head
                 ):
         super().__init__()
         check_llama_family(base)
         check_number('n_heads', n_heads, 1, integer=True)
+        check_head_type(head_type, medusa_blocks)
         self.config, self.n_heads = base.config, n_heads             # base config: L layers, as exported later
+        self.head_type, self.medusa_blocks = head_type, medusa_blocks
         self.trunk_id = getattr(base, 'name_or_path', '') or ''        # hub id or local path, '' if built in memory
         trunk, last = base.model, base.model.layers[-1]
-        # deepcopy each head: `[last] * n` would be one module under n names
-        self.heads = nn.ModuleList(copy.deepcopy(last) for _ in range(n_heads))
+        self.heads = make_heads(last, trunk.norm, n_heads, head_type, medusa_blocks)
         trunk.layers = nn.ModuleList(trunk.layers[:-1])
         self.norm, trunk.norm = trunk.norm, nn.Identity()              # trunk output stays pre-norm
         self.trunk, self.lm_head = trunk, base.lm_head
@@ -77,10 +125,11 @@ class MTPModel(nn.Module):
 # %% ../nbs/04_heads.ipynb #b61be14c
 @dataclass
 class HeadContext:
-    "What every head needs besides `h`: rotary embeddings, the last layer's attention mask, positions."
+    "What every head needs besides `h`: rotary embeddings, the last layer's attention mask, positions, tokens."
     position_embeddings:tuple[torch.Tensor, torch.Tensor] # (cos, sin), each (1|B, T, head_dim)
     attention_mask:torch.Tensor|None # 4D mask of the last layer's kind, or None when sdpa's is_causal suffices
     position_ids:torch.Tensor # (1|B, T)
+    input_ids:torch.Tensor|None=None # (B, T) the tokens: `sequential` heads read the embedding of token t+k-1
 
 def head_attention_mask(config:PreTrainedConfig, # the base model's config
                         h:torch.Tensor, # (B, T, C) trunk output: gives batch, length, dtype, device
@@ -110,8 +159,58 @@ def trunk_forward(self:MTPModel,
                        use_cache=False).last_hidden_state             # (B, T, C), pre-norm: trunk.norm is Identity
     ctx = HeadContext(position_embeddings=self.trunk.rotary_emb(h, position_ids),
                       attention_mask=head_attention_mask(self.config, h, attention_mask, position_ids),
-                      position_ids=position_ids)
+                      position_ids=position_ids, input_ids=input_ids)
     return h, ctx
+
+@patch
+def head_source(self:MTPModel, k:int)->int:
+    "What head k reads: 0 the trunk output (head 1, and every `layer` head), else the output of head `head_source(k)`."
+    if k == 1 or self.head_type == 'layer': return 0
+    return 1 if self.head_type == 'medusa' else k - 1
+
+@patch
+def head_chain(self:MTPModel, k:int)->list[int]:
+    "The heads to run, in order, for head k's output: [k] for `layer`, [1, k] for `medusa`, [1, ..., k] for `sequential`."
+    if not 1 <= k <= self.n_heads: raise ValueError(f"head k must be in 1..{self.n_heads}, got {k}")
+    chain = [k]
+    while (j := self.head_source(chain[-1])): chain.append(j)
+    return chain[::-1]
+
+def shifted_ids(input_ids:torch.Tensor, # (B, T)
+                shift:int, # how far ahead
+               )->torch.Tensor: # (B, T): token t+shift at t; past the end, the last token (no head is scored there)
+    "Tokens `shift` ahead of each position, for a head that reads the token before its target."
+    if shift == 0: return input_ids
+    pad = input_ids[:, -1:].expand(-1, min(shift, input_ids.shape[1]))
+    return torch.cat([input_ids[:, shift:], pad], 1)
+
+@patch
+def run_head(self:MTPModel,
+             k:int, # head number, 1-based
+             x:torch.Tensor, # (B, T, C) what it reads (`head_source`): the trunk output or a head's output
+             ctx:HeadContext, # from `trunk_forward`
+             **kwargs, # more for a decoder layer, e.g. a KV cache (decoding)
+            )->torch.Tensor: # (B, T, C) head k's output, before the final norm
+    "Head k's own module on its input."
+    head, layer_kwargs = self.heads[k - 1], dict(attention_mask=ctx.attention_mask, position_ids=ctx.position_ids,
+                                                 position_embeddings=ctx.position_embeddings, **kwargs)
+    with self.autocast():
+        if k == 1 or self.head_type == 'layer': return head(x, **layer_kwargs)
+        if self.head_type == 'medusa': return head(x)
+        shift = k - 1                                                # head k reads token t+k-1, the one before its target
+        return head(x, self.trunk.embed_tokens(shifted_ids(ctx.input_ids, shift)), **layer_kwargs)
+
+@patch
+def head_outputs(self:MTPModel,
+                 h:torch.Tensor, # (B, T, C) trunk output
+                 ctx:HeadContext, # from `trunk_forward`
+                 heads:list[int]|None=None, # which heads (1-based); None: all
+                )->dict[int, torch.Tensor]: # head -> (B, T, C) its output before the final norm (and every head it reads)
+    "The outputs of `heads` and of the heads they read, each computed once."
+    out = {0: h}
+    for k in sorted({j for k in (heads or range(1, self.n_heads + 1)) for j in self.head_chain(k)}):
+        out[k] = self.run_head(k, out[self.head_source(k)], ctx)
+    return out
 
 @patch
 def head_hidden(self:MTPModel,
@@ -119,16 +218,13 @@ def head_hidden(self:MTPModel,
                  h:torch.Tensor, # (B, T, C) trunk output (or a detached copy of it)
                  ctx:HeadContext, # from `trunk_forward`
                 )->torch.Tensor: # (B, T, C) what `lm_head` turns into head k's logits
-    "Head k's decoder layer, then the shared final norm."
-    if not 1 <= k <= self.n_heads: raise ValueError(f"head k must be in 1..{self.n_heads}, got {k}")
-    with self.autocast():
-        out = self.heads[k - 1](h, attention_mask=ctx.attention_mask, position_ids=ctx.position_ids,
-                                position_embeddings=ctx.position_embeddings)  # (B, T, C)
-        return self.norm(out)
+    "Head k (after the heads it reads), then the shared final norm."
+    out = self.head_outputs(h, ctx, [k])[k]
+    with self.autocast(): return self.norm(out)
 
 @patch
 def head_logits(self:MTPModel, k:int, h:torch.Tensor, ctx:HeadContext)->torch.Tensor: # (B, T, V) logits of head k
-    "Head k: its decoder layer, the shared final norm and `lm_head` (training never holds these whole: `mtp_nb.loss`)."
+    "Head k, the shared final norm and `lm_head` (training never holds these whole: `mtp_nb.loss`)."
     with self.autocast(): return self.lm_head(self.head_hidden(k, h, ctx))
 
 @patch
@@ -138,7 +234,8 @@ def forward(self:MTPModel,
             )->list[torch.Tensor]: # K tensors (B, T, V): head k at t predicts token t+k
     "All heads' logits at once (for evaluation; training runs the heads one at a time, see `mtp_nb.backward`)."
     h, ctx = self.trunk_forward(input_ids, attention_mask)
-    return [self.head_logits(k, h, ctx) for k in range(1, self.n_heads + 1)]
+    out = self.head_outputs(h, ctx)
+    with self.autocast(): return [self.lm_head(self.norm(out[k])) for k in range(1, self.n_heads + 1)]
 
 # %% ../nbs/04_heads.ipynb #2ace76e0
 def shared_storage(modules:list[nn.Module], # modules that must not share any parameter storage
@@ -186,7 +283,8 @@ def save_pretrained(self:MTPModel,
         save_file({n: p.detach().contiguous() for n, p in self.heads.state_dict().items()}, tmp/HEADS_WEIGHTS)
         if trunk_layers:
             save_file({f'trunk.layers.{n}': p.detach().contiguous() for n, p in self.trunk.layers.state_dict().items()}, tmp/TRUNK_LAYERS)
-        meta = dict(trunk=self.trunk_id or None, n_heads=self.n_heads, trunk_layers=trunk_layers,
+        meta = dict(trunk=self.trunk_id or None, n_heads=self.n_heads, head_type=self.head_type, medusa_blocks=self.medusa_blocks,
+                    trunk_layers=trunk_layers,
                     **{k: getattr(self.config, k) for k in _SHAPE_KEYS})
         (tmp/HEADS_CONFIG).write_text(json.dumps(meta, indent=2) + '\n')
     return Path(save_dir)
@@ -201,6 +299,7 @@ def read_heads_config(save_dir:str|Path)->dict:
     except ValueError as e: raise InputError(f"{save_dir/HEADS_CONFIG} is not valid JSON: {first_line(e)}") from None
     missing = [k for k in ('n_heads', 'trunk', *_SHAPE_KEYS) if not isinstance(meta, dict) or k not in meta]
     if missing: raise InputError(f"{save_dir/HEADS_CONFIG} lacks {', '.join(missing)}: it was not written by MTPModel.save_pretrained")
+    meta.setdefault('head_type', 'layer'); meta.setdefault('medusa_blocks', 1)   # folders from before head types held layers
     return meta
 
 def _check_fit(meta:dict, config, where:Path)->None:
@@ -224,6 +323,11 @@ def load_weights(self:MTPModel,
     save_dir, meta = Path(save_dir), read_heads_config(save_dir)
     _check_fit(meta, self.config, save_dir)
     if meta['n_heads'] != self.n_heads: raise InputError(f"{save_dir} holds {meta['n_heads']} heads, this model has {self.n_heads}")
+    theirs, ours = (meta['head_type'], meta['medusa_blocks']), (self.head_type, self.medusa_blocks)
+    if theirs != ours:
+        name = lambda t, b: f"{t} heads" + (f" of {b} block{'s' * (b > 1)}" if t == 'medusa' else '')
+        raise InputError(f"{save_dir} holds {name(*theirs)}, this model has {name(*ours)}: build it with head_type={theirs[0]!r}"
+                         + (f", medusa_blocks={theirs[1]}" if theirs[0] == 'medusa' else '') + ", or use MTPModel.from_pretrained")
     heads = _load_tensors(save_dir/HEADS_WEIGHTS)
     trunk = _load_tensors(save_dir/TRUNK_LAYERS) if (save_dir/TRUNK_LAYERS).exists() else {}
     want = {f'trunk.layers.{n}' for n in self.trunk.layers.state_dict()}
@@ -248,4 +352,4 @@ def from_pretrained(cls:MTPModel,
         if not meta['trunk']: raise InputError(f"{Path(save_dir)/HEADS_CONFIG} names no trunk (it was built in memory): pass base=")
         base, _ = load_trunk(meta['trunk'], tokenizer=False, **kwargs)
     _check_fit(meta, base.config, Path(save_dir))                      # before `base` is consumed
-    return cls(base, meta['n_heads']).load_weights(save_dir)
+    return cls(base, meta['n_heads'], meta['head_type'], meta['medusa_blocks']).load_weights(save_dir)

@@ -39,7 +39,7 @@ def trunk_gradients(model:MTPModel, # trunk + heads; nothing is changed, no `.gr
         h_d = detach_trunk_output(h)
         outs, grads, losses = [], [], []
         for k in range(1, model.n_heads + 1):
-            loss_sum, n = head_loss_sum(model, k, h_d, ctx, input_ids, attention_mask)
+            loss_sum, n = head_loss_sum(model, k, model.head_hidden(k, h_d, ctx), input_ids, attention_mask)
             g, = torch.autograd.grad(loss_sum / max(n, 1), h_d)           # (B, T, C) what head k sends the trunk
             G = torch.autograd.grad(h, params, g, retain_graph=True)      # through the trunk, once per head
             outs.append(g.flatten().double()); grads.append(torch.cat([x.flatten() for x in G]).double())

@@ -4,15 +4,17 @@
 
 # %% ../nbs/18_speculative.ipynb #1193bc6f
 from __future__ import annotations
+import copy
 from dataclasses import dataclass, field
 import torch
 from .core import InputError
 from .heads import MTPModel, head_attention_mask, next_token_model
 
 # %% auto #0
-__all__ = ['new_cache', 'crop_cache', 'keep_cache_slots', 'allowed_slots', 'ModuleDecoder', 'greedy_tokens', 'feed_in_pieces',
-           'accepted_drafts', 'SpecStats', 'DecodeRows', 'prefill', 'rollback', 'verify_step', 'cut_row', 'drop_rows',
-           'check_heads', 'speculative_generate', 'hf_greedy', 'compare_with_greedy']
+__all__ = ['new_cache', 'crop_cache', 'keep_cache_slots', 'allowed_slots', 'ModuleDecoder', 'greedy_tokens', 'layer_view',
+           'SequentialDecoder', 'feed_in_pieces', 'accepted_drafts', 'SpecStats', 'DecodeRows', 'prefill', 'rollback',
+           'verify_step', 'cut_row', 'drop_rows', 'check_heads', 'speculative_generate', 'hf_greedy',
+           'compare_with_greedy']
 
 # %% ../nbs/18_speculative.ipynb #275eca67
 def new_cache(config)->'DynamicCache':
@@ -59,11 +61,21 @@ def allowed_slots(slot_mask:torch.Tensor, # (B, S+T) 1 on the slots each row kee
 
 # %% ../nbs/18_speculative.ipynb #4378c5d2
 class ModuleDecoder:
-    "Trunk and heads 1..K as the model's own modules: trunk + head 1 share one `DynamicCache`, each other head has its own."
+    """Trunk and heads 1..K as the model's own modules: trunk + head 1 share one `DynamicCache`, each other `layer` head
+    has its own; a `medusa` head needs none (it reads head 1's output at one position). `sequential` heads: `SequentialDecoder`."""
+    def __new__(cls, mtp:MTPModel, n_heads:int):
+        if cls is ModuleDecoder and mtp.head_type == 'sequential': cls = SequentialDecoder   # a chain drafts differently
+        return super().__new__(cls)
+
     def __init__(self, mtp:MTPModel, n_heads:int):
         self.mtp, self.heads = mtp, mtp.heads[:n_heads]
-        self.caches = [new_cache(mtp.config) for _ in self.heads]
+        self.caches = [new_cache(mtp.config) for _ in (self.heads if mtp.head_type == 'layer' else self.heads[:1])]
         self.sliding = any(self.caches[0].is_sliding)                    # some layer has a sliding window
+
+    @property
+    def ragged(self)->bool:
+        "Whether rows may keep different numbers of drafts (holes in the caches): not under a sliding window."
+        return not self.sliding
 
     def __call__(self,
                  input_ids:torch.Tensor, # (B, T) new tokens
@@ -84,8 +96,8 @@ class ModuleDecoder:
                       cache=caches[0], use_cache=True).last_hidden_state  # (B, T, C), pre-norm
         self.pending = dict(attention_mask=head_mask, position_ids=position_ids, use_cache=True,
                             position_embeddings=mtp.trunk.rotary_emb(h, position_ids))
-        self.h = h
-        return self.heads[0](h, cache=caches[0], **self.pending)
+        self.h, self.z = h, self.heads[0](h, cache=caches[0], **self.pending)   # (B, T, C) each
+        return self.z
 
     def draft(self,
               idx:torch.Tensor, # (B,) the position each row drafts from (its last kept token)
@@ -93,6 +105,7 @@ class ModuleDecoder:
         "Heads 2..K over the same new tokens (their caches need every one), read at one position per row."
         if len(self.heads) == 1: return self.h.new_empty(0, len(idx), self.h.shape[-1])
         rows = torch.arange(len(idx), device=idx.device)
+        if self.mtp.head_type == 'medusa': return torch.stack([head(self.z[rows, idx]) for head in self.heads[1:]])   # (K-1, B, C)
         return torch.stack([head(self.h, cache=cache, **self.pending)[rows, idx] for head, cache in zip(self.heads[1:], self.caches[1:])])
 
     def crop(self, n:int)->None:
@@ -112,6 +125,69 @@ def greedy_tokens(mtp:MTPModel,
                  )->torch.Tensor: # (...) the greedy token of each
     "Final norm, `lm_head` and argmax."
     return mtp.lm_head(mtp.norm(hidden)).argmax(-1)
+
+# %% ../nbs/18_speculative.ipynb #d96be4a5
+def layer_view(cache, # a `DynamicCache` in which only layer `i` holds keys and values (a head's own cache)
+               i:int)->'DynamicCache':
+    "The cache as mask code sees it: every layer is layer `i` (the mask code reads the first layer of a kind for its sizes)."
+    view = copy.copy(cache)
+    view.layers = [cache.layers[i]] * len(cache.layers)
+    return view
+
+class SequentialDecoder(ModuleDecoder):
+    "`ModuleDecoder` for `sequential` heads: trunk + head 1 as before; head k caches the columns whose token t+k-1 is committed."
+    def __init__(self, mtp:MTPModel, n_heads:int):
+        super().__init__(mtp, n_heads)
+        self.head_caches = [new_cache(mtp.config) for _ in self.heads[1:]]
+        self.done = [0] * len(self.heads)                                # per head: columns cached with committed tokens
+        self.saved = [None] * len(self.heads)                         # per head: (first column, its outputs there) for the next head
+        self.tokens = self.pos = self.mask = None                        # (B, S) fed tokens, their positions, slot mask
+
+    @property
+    def ragged(self)->bool: return False                                  # head caches are aligned by column
+
+    def __call__(self, input_ids, attention_mask, position_ids, tree=None):
+        "As `ModuleDecoder`, remembering the fed tokens and positions by column."
+        if tree is not None: raise InputError("sequential heads read each other's drafts, one chain: decode them without a tree")
+        self.start = 0 if self.tokens is None else self.tokens.shape[1]  # the block's first column
+        cat = lambda old, new: new if old is None else torch.cat([old, new], 1)
+        self.tokens, self.pos, self.mask = cat(self.tokens, input_ids), cat(self.pos, position_ids), attention_mask
+        return super().__call__(input_ids, attention_mask, position_ids)
+
+    def draft(self, idx:torch.Tensor)->torch.Tensor:
+        "Heads 2..K in a chain from the kept column (the same in every row), each on the columns its cache lacks."
+        if len(self.heads) == 1: return self.z.new_empty(0, len(idx), self.z.shape[-1])
+        mtp, q = self.mtp, self.start + int(idx[0])                      # the kept column
+        known = torch.cat([self.tokens[:, :q + 1], greedy_tokens(mtp, self.z[:, q - self.start])[:, None]], 1)   # (B, q+2)
+        self.tokens, self.pos = self.tokens[:, :q + 1], self.pos[:, :q + 1]   # the columns past q are about to be cropped
+        prev, drafts, hidden = (self.start, self.z[:, :q + 1 - self.start]), [], []   # head 1's outputs at columns start..q
+        saved = list(self.saved)                                         # last pass's, read below; this pass's replace them after
+        for k in range(2, len(self.heads) + 1):
+            c, shift = self.done[k - 1], k - 1                           # first column to compute; head k reads token t+k-1
+            lo, x = prev
+            if c < lo:                                                   # the column(s) before: head k-1's output of last pass
+                s0, old = self.saved[k - 2]
+                lo, x = s0, torch.cat([old[:, :lo - s0], x], 1)
+            x = x[:, c - lo:]                                            # (B, q+1-c, C) head k-1's outputs at columns c..q
+            ids = torch.cat([known, *drafts], 1)[:, c + shift:]          # (B, q+1-c) token t+k-1 at each column (drafts past q+1)
+            pos, cache = self.pos[:, c:], self.head_caches[k - 2]
+            mask = head_attention_mask(mtp.config, x, self.mask[:, :q + 1], pos, cache=layer_view(cache, mtp.config.num_hidden_layers - 1))
+            kw = dict(attention_mask=mask,
+                      position_ids=pos, position_embeddings=mtp.trunk.rotary_emb(x, pos), cache=cache, use_cache=True)
+            out = self.heads[k - 1](x, mtp.trunk.embed_tokens(ids), **kw)  # (B, q+1-c, C)
+            hidden.append(out[:, -1]); drafts.append(greedy_tokens(mtp, out[:, -1:]))   # head k's draft: token q+k
+            done = max(q + 3 - k, 0)                                     # columns from q+3-k read drafted tokens: again next pass
+            crop_cache(cache, q + 1 - done)
+            self.done[k - 1], saved[k - 1], prev = done, (c, out), (c, out)
+        self.saved, self.known = saved, known
+        return torch.stack(hidden)                                       # (K-1, B, C)
+
+    def select(self, idx:torch.Tensor)->None:
+        "Keep the rows `idx` of every cache and of what the heads kept."
+        super().select(idx)
+        for cache in self.head_caches: cache.batch_select_indices(idx)
+        self.tokens, self.pos, self.mask = self.tokens[idx], self.pos[idx], self.mask[idx]
+        self.saved = [s if s is None else (s[0], s[1][idx]) for s in self.saved]
 
 # %% ../nbs/18_speculative.ipynb #890a3a7b
 def feed_in_pieces(decoder, # a fresh decoder
@@ -179,8 +255,8 @@ class DecodeRows:
 
     @property
     def ragged(self)->bool:
-        "Rows may keep different numbers of drafts: no layer has a sliding window."
-        return not self.decoder.sliding
+        "Rows may keep different numbers of drafts: no layer has a sliding window (and the decoder allows it)."
+        return self.decoder.ragged
 
 def prefill(mtp:MTPModel,
             decoder, # a fresh decoder, e.g. `ModuleDecoder(mtp, n_heads)`
@@ -271,6 +347,8 @@ def speculative_generate(mtp:MTPModel,
     input_ids = input_ids.to(device)
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
     if sampling is not None and tree is not None: raise InputError("a draft tree is verified greedily: pass sampling or tree, not both")
+    if (sampling or tree) is not None and mtp.head_type == 'sequential':
+        raise InputError("sequential heads draft one greedy chain (each reads the draft before it): decode them without a tree or sampling")
     rule = sampling or tree
     start, step = (prefill, verify_step) if rule is None else (rule.prefill, rule.verify)
     K = check_heads(mtp, n_heads)

@@ -151,13 +151,13 @@ def report_lines(report:dict)->list[str]:
     return lines
 
 # %% ../nbs/11_step.ipynb #c717a28d
-def load_model(cfg:MTPConfig, # its trunk, cache_dir and n_heads
+def load_model(cfg:MTPConfig, # its trunk, cache_dir, n_heads and head type
                model:bool=True, # False: the tokenizer only (None in the model's place), to read the data first
               )->tuple[MTPModel|None, object]:
     "The trunk (built once when it is the embedded default) with `cfg.n_heads` heads, and its tokenizer."
     try: base, tokenizer = load_trunk(cfg.trunk, cfg.cache_dir, model=model, dtype=cfg.dtype)
     except (OSError, ValueError) as e: raise InputError(f"--trunk {cfg.trunk}: {first_line(e)}") from None
-    return (MTPModel(base, cfg.n_heads) if model else None), tokenizer
+    return (MTPModel(base, cfg.n_heads, cfg.head_type, cfg.medusa_blocks) if model else None), tokenizer
 
 class Optimizers:
     "Several optimizers stepped, zeroed and saved as one (AdamW for the heads, 8-bit AdamW for the trunk)."
@@ -246,10 +246,11 @@ def evaluate_heads(model:MTPModel,
         b = collate(batch_rows(ids, rows[a:a + batch_size]), pad_id)
         x, mask = b['input_ids'].to(device), b['attention_mask'].to(device)     # (B, T)
         h, ctx = model.trunk_forward(x, mask)                             # (B, T, C)
+        outs = model.head_outputs(h, ctx)                                 # each head once, also those read by others
         for k in range(1, K + 1):
             targets = head_targets(x, k, mask, b['labels'].to(device) if 'labels' in b else None)   # (B, T): token t+k or IGNORE_INDEX
             scored = targets != IGNORE_INDEX
-            hidden = model.head_hidden(k, h, ctx)[scored]                 # (N, C) at scored positions only
+            with model.autocast(): hidden = model.norm(outs[k][scored])   # (N, C) at scored positions only
             loss, hits = linear_ce_scores(hidden, model.lm_head.weight, targets[scored], loss_chunk, model.lm_head.bias)
             totals[:, k - 1] += torch.tensor([loss, hits, len(hidden)], dtype=torch.float64)
     if all_sum: totals = all_sum(totals)

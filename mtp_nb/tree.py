@@ -130,10 +130,11 @@ def rank_rates(mtp:MTPModel,
         new, _ = speculative_generate(mtp, p, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, decoder=decoder)
         x = torch.cat([p, torch.tensor(new, device=p.device)], 1)                   # (1, L)
         h, ctx = mtp.trunk_forward(x)
+        outs = mtp.head_outputs(h, ctx)                                               # each head once
         for k in range(2, K + 1):
             start, end = p.shape[1] - 1, x.shape[1] - k                               # t from the prompt's last token
             if end <= start: continue
-            logits = mtp.lm_head(mtp.norm(mtp.head_hidden(k, h, ctx)))[0, start:end]  # (n, V) head k at t
+            logits = mtp.lm_head(mtp.norm(outs[k]))[0, start:end]                     # (n, V) head k at t
             target = x[0, start + k:end + k]                                          # (n,) the token t+k
             ranks = (logits > logits.gather(1, target[:, None])).sum(1)               # (n,) 0: head k's first choice
             hits[k - 2] += torch.bincount(ranks.clamp(max=width), minlength=width + 1)[:width].double().cpu()

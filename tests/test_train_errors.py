@@ -43,6 +43,8 @@ def test_freeze_longer_than_the_run_warns_in_one_line(finished):
     (['--eval_fraction', '1'], '--eval_fraction must be a finite number in (0, 1)'),
     (['--n_heads', 'four'], "argument --n_heads/--n-heads: invalid int value: 'four' (see mtp_train --help)"),
     (['--lr_max', '1'], 'unrecognized arguments: --lr_max 1'),
+    (['--head_type', 'eagle'], "--head_type must be one of layer, medusa, sequential, got 'eagle'"),
+    (['--head_type', 'medusa', '--medusa_blocks', '0'], '--medusa_blocks must be a whole number >= 1, got 0'),
 ])
 def test_numbers_out_of_range_or_not_finite(tmp_path, args, message):
     refused(mtp_train(tmp_path, *args, '--run_dir', tmp_path/'run'), 'mtp_train', message)
@@ -119,7 +121,8 @@ def test_folders_of_the_wrong_kind(trunk, finished, tmp_path):
              (['--trunk', trunk, '--run_dir', trunk], 'is a model folder (an HF config.json and weights); a run needs a new or empty folder'),
              (['--trunk', trunk, '--run_dir', tmp_path/'notes', '--overwrite'], '--overwrite only replaces a run folder'),
              (['--resume', run_dir, '--overwrite'], '--resume and --overwrite contradict each other'),
-             (['--resume', run_dir, '--lr', '1e-3'], '--resume continues a run with its saved config: drop --lr')]
+             (['--resume', run_dir, '--lr', '1e-3'], '--resume continues a run with its saved config: drop --lr'),
+             (['--resume', run_dir, '--head_type', 'medusa'], '--resume continues a run with its saved config: drop --head_type')]
     before = snapshot(run_dir)
     for args, message in cases: refused(mtp_train(tmp_path, *args), 'mtp_train', message)
     assert snapshot(run_dir) == before
