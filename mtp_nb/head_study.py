@@ -208,10 +208,10 @@ def mtp_head_study(out_dir:str='runs/head_study', # the study folder: one run fo
     for flag, v in (('--n_train', n_train), ('--n_eval', n_eval), ('--n_prompts', n_prompts), ('--max_new_tokens', max_new_tokens)): check_number(flag, v, 1, integer=True)
     check_writable(out_dir, '--out_dir')
     flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads, n_train=n_train, n_eval=n_eval).items() if v is not None}
-    plan = [study_config(r, t, s, out_dir, **flags) for r in names for t in types for s in seed_list]   # every config checked first
+    plan = [(r, study_config(r, t, s, out_dir, **flags)) for r in names for t in types for s in seed_list]   # every config checked first
     prompts, rows = heldout_prompts(n_prompts), []                       # the embedded set's held-out prompts
-    for i, cfg in enumerate(plan, 1):
-        recipe, path = cfg.run_dir.split('/')[-1].split('-')[0], Path(out_dir)/'measures'/f"{Path(cfg.run_dir).name}.json"
+    for i, (recipe, cfg) in enumerate(plan, 1):
+        path = Path(out_dir)/'measures'/f"{Path(cfg.run_dir).name}.json"
         if not path.exists():
             print(f"[{i}/{len(plan)}] {Path(cfg.run_dir).name}", flush=True)
             cost = train_in_process(cfg)
