@@ -154,7 +154,7 @@ def plot_study(agg:list[dict], # from `aggregate`
         for a in (a for a in agg if a['recipe'] == recipe):
             m, s = a['accuracy']
             ax.errorbar(range(1, len(m) + 1), m, yerr=s, marker='o', capsize=3, label=a['head_type'])
-        ax.set_xlabel('head k (predicts t+k)'); ax.set_ylabel('held-out top-1'); ax.set_title(f'{recipe} recipe'); ax.legend(fontsize=8)
+        ax.set_xticks(range(1, len(m) + 1)); ax.set_xlabel('head k (predicts t+k)'); ax.set_ylabel('held-out top-1'); ax.set_title(f'{recipe} recipe'); ax.legend(fontsize=8)
     ax, width = axes[-1], 0.8 / len(recipes)
     for i, recipe in enumerate(recipes):
         rows = [next((a for a in agg if a['recipe'] == recipe and a['head_type'] == t), None) for t in types]

@@ -189,11 +189,10 @@ def run_head(self:MTPModel,
              k:int, # head number, 1-based
              x:torch.Tensor, # (B, T, C) what it reads (`head_source`): the trunk output or a head's output
              ctx:HeadContext, # from `trunk_forward`
-             **kwargs, # more for a decoder layer, e.g. a KV cache (decoding)
             )->torch.Tensor: # (B, T, C) head k's output, before the final norm
     "Head k's own module on its input."
     head, layer_kwargs = self.heads[k - 1], dict(attention_mask=ctx.attention_mask, position_ids=ctx.position_ids,
-                                                 position_embeddings=ctx.position_embeddings, **kwargs)
+                                                 position_embeddings=ctx.position_embeddings)
     with self.autocast():
         if k == 1 or self.head_type == 'layer': return head(x, **layer_kwargs)
         if self.head_type == 'medusa': return head(x)
