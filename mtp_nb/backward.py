@@ -5,7 +5,7 @@
 # %% ../nbs/06_backward.ipynb #a97e748d
 from __future__ import annotations
 import contextlib, math
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 from .core import InputError
 from .data import IGNORE_INDEX, head_targets
@@ -13,9 +13,9 @@ from .heads import HeadContext, MTPModel
 from .loss import LOSS_CHUNK, fused_linear_cross_entropy, linear_cross_entropy, linear_argmax
 
 # %% auto #0
-__all__ = ['TARGETS', 'ScaleGrad', 'scale_grad', 'default_trunk_grad_scales', 'count_targets', 'HeadLosses', 'head_loss_sum',
-           'check_knobs', 'resolve_knobs', 'detach_trunk_output', 'trunk_is_trainable', 'self_labels', 'mtp_backward',
-           'naive_backward']
+__all__ = ['ACCUMULATIONS', 'TARGETS', 'ScaleGrad', 'scale_grad', 'default_trunk_grad_scales', 'count_targets', 'loss_divisors',
+           'HeadLosses', 'head_loss_sum', 'check_knobs', 'resolve_knobs', 'detach_trunk_output', 'trunk_is_trainable',
+           'self_labels', 'mtp_backward', 'naive_backward']
 
 # %% ../nbs/06_backward.ipynb #33d84819
 class ScaleGrad(torch.autograd.Function):
@@ -50,6 +50,24 @@ def count_targets(batches:Sequence[Mapping[str, torch.Tensor]], # micro-batches 
             targets = head_targets(b['input_ids'], k, b.get('attention_mask'), b.get('labels'))  # (B, T)
             counts[k - 1] += int((targets != IGNORE_INDEX).sum())
     return counts
+
+# %% ../nbs/06_backward.ipynb #659ff609
+ACCUMULATIONS = ('tokens', 'mean', 'sum') # how micro-batches of a step are combined: token-normalised (one big batch), mean of their means, sum of their means
+
+def loss_divisors(batches:Sequence[Mapping[str, torch.Tensor]], # this process's micro-batches of one step
+                  n_targets:Sequence[int], # per head: scored tokens over the whole step, all processes (`count_targets`)
+                  accumulation:str='tokens', # one of `ACCUMULATIONS`
+                  all_sum:Callable|None=None, # sums a tensor over processes; None: one process
+                 )->list[list[int]]: # per micro-batch, per head: what its loss sum is divided by
+    "The divisor of each micro-batch's loss sums: the step's targets (`'tokens'`), its own targets times the step's micro-batches (`'mean'`), or its own targets (`'sum'`)."
+    if accumulation not in ACCUMULATIONS: raise InputError(f"accumulation must be one of {', '.join(ACCUMULATIONS)}, got {accumulation!r}")
+    if accumulation == 'tokens': return [list(n_targets)] * len(batches)
+    own = [count_targets([b], len(n_targets)) for b in batches]           # per micro-batch, per head
+    if accumulation == 'sum': return own
+    m = torch.tensor(len(batches))
+    m = int(all_sum(m) if all_sum else m)                               # micro-batches of the whole step
+    return [[c * m for c in counts] for counts in own]
+
 
 # %% ../nbs/06_backward.ipynb #85aa8cd2
 class HeadLosses(NamedTuple):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, json, types, typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
-from .backward import TARGETS, check_knobs, default_trunk_grad_scales
+from .backward import ACCUMULATIONS, TARGETS, check_knobs, default_trunk_grad_scales
 from .core import InputError, check_number, first_line, folder_kind, one_line_parser_errors
 from .data import check_columns
 from .heads import HEAD_TYPES
@@ -43,6 +43,7 @@ class MTPConfig:
     epochs:int=3 # passes over the training examples
     batch_size:int=16 # examples per optimizer step over all processes: keep it when adding processes
     micro_batch_size:int=8 # rows per forward/backward per process: lower it if memory runs out (same result)
+    accumulation:str='tokens' # how a step's micro-batches add up: 'tokens' (token-normalised, one big batch); 'mean' or 'sum' of their means, to measure what those cost
     lr:float=1e-4 # the heads' peak learning rate: lower it if the loss spikes or turns NaN
     trunk_lr:float=1e-5 # the trunk's peak LR after the freeze: 0 keeps the trunk as pretrained
     freeze_steps:int=200 # optimizer steps with the trunk frozen, so the heads learn before they move it
@@ -58,6 +59,7 @@ class MTPConfig:
     seed:int=0 # seed of the data order and of torch: change it for another sample of the same run
     run_dir:str='runs/mtp' # where config, metrics, checkpoints, plots and summary go: one folder per run
     log_every:int=10 # optimizer steps per metrics line: lower for finer loss curves
+    eval_every:int=0 # optimizer steps between held-out evaluations, for curves over training (0: before, at the freeze's end and at each epoch's)
     ckpt_every:int=100 # steps between checkpoints (one each epoch end too): lower to lose less to a crash
     keep_last:int=2 # checkpoints kept on disk: raise it to keep more history
     eval_batch_size:int=32 # rows per evaluation forward: lower it if memory runs out
@@ -91,7 +93,7 @@ RANGES = dict( # numeric field -> the keyword arguments of `check_number` that d
     freeze_steps=dict(low=0, integer=True), lr_warmup_steps=dict(low=0, integer=True), trunk_ramp_steps=dict(low=0, integer=True),
     min_lr_ratio=dict(low=0, high=1), weight_decay=dict(low=0),
     grad_clip=dict(low=0, open_low=True, fix='a very large value such as 1e9 clips nothing'),
-    log_every=dict(low=1, integer=True), ckpt_every=dict(low=1, integer=True), keep_last=dict(low=1, integer=True),
+    log_every=dict(low=1, integer=True), eval_every=dict(low=0, integer=True), ckpt_every=dict(low=1, integer=True), keep_last=dict(low=1, integer=True),
     eval_batch_size=dict(low=1, integer=True), loss_chunk=dict(low=0, integer=True))
 TRAIN_DTYPES = ('float32', 'bfloat16') # float16 would need loss scaling: bfloat16 saves the same memory without it
 TRUNK_OPTIMIZERS = ('adamw', 'adamw8bit')
@@ -108,6 +110,7 @@ def _check_precision_and_kernels(cfg:MTPConfig)->None:
                          "use --dtype bfloat16, which saves the same memory")
     if cfg.dtype not in TRAIN_DTYPES: raise InputError(f"--dtype must be one of {', '.join(TRAIN_DTYPES)}, got {cfg.dtype!r}")
     if cfg.head_type not in HEAD_TYPES: raise InputError(f"--head_type must be one of {', '.join(HEAD_TYPES)}, got {cfg.head_type!r}")
+    if cfg.accumulation not in ACCUMULATIONS: raise InputError(f"--accumulation must be one of {', '.join(ACCUMULATIONS)}, got {cfg.accumulation!r}")
     if cfg.targets not in TARGETS: raise InputError(f"--targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
     if cfg.trunk_optimizer not in TRUNK_OPTIMIZERS:
         raise InputError(f"--trunk_optimizer must be one of {', '.join(TRUNK_OPTIMIZERS)}, got {cfg.trunk_optimizer!r}")

@@ -13,8 +13,8 @@ from .heads import HEAD_TYPES
 
 # %% auto #0
 __all__ = ['STUDY_RECIPES', 'STUDY_RUN', 'COLUMNS', 'STUDY_FILES', 'plot_design', 'run_name', 'study_config', 'train_in_process',
-           'measure_run', 'mean_std', 'aggregate', 'study_table', 'plot_study', 'save_study', 'mtp_head_study',
-           'compare_designs']
+           'measure_run', 'mean_std', 'aggregate', 'plus_minus', 'study_table', 'plot_study', 'flag_names',
+           'flag_seeds', 'command_line', 'save_study', 'mtp_head_study', 'compare_designs']
 
 # %% ../nbs/21_head_study.ipynb #a45976f3
 _BOXES = dict( # head type -> boxes (x, y, text, trained) and arrows (from box, to box) of its figure
@@ -114,16 +114,18 @@ def mean_std(values:Sequence)->tuple:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 def aggregate(rows:list[dict], # `measure_run`'s, each with `recipe`
-             )->list[dict]: # one per (recipe, head type): `n_seeds` and `<column>` = (mean, std) for each of `COLUMNS`
-    "Mean and spread over seeds of every column, per recipe and head type, in the order they first appear."
+              keys:Sequence[str]=('recipe', 'head_type'), # what tells the groups apart (the seed does not)
+              columns:Sequence[str]=COLUMNS, # what is averaged
+             )->list[dict]: # one per group: its keys, `n_seeds`, `seeds` and `<column>` = (mean, std) for each of `columns`
+    "Mean and spread over seeds of every column, per group (recipe and head type), in the order they first appear."
     groups = {}
-    for r in rows: groups.setdefault((r['recipe'], r['head_type']), []).append(r)
-    return [dict(recipe=recipe, head_type=t, n_seeds=len(g), seeds=sorted(r['seed'] for r in g),
-                 **{c: mean_std([r[c] for r in g]) for c in COLUMNS if all(c in r for r in g)})
-            for (recipe, t), g in groups.items()]
+    for r in rows: groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return [dict(zip(keys, key), n_seeds=len(g), seeds=sorted(r['seed'] for r in g),
+                 **{c: mean_std([r[c] for r in g]) for c in columns if all(c in r for r in g)})
+            for key, g in groups.items()]
 
 # %% ../nbs/21_head_study.ipynb #548fef85
-def _pm(mean_std:tuple, fmt:str)->str:
+def plus_minus(mean_std:tuple, fmt:str)->str:
     "`mean ± std` in one format (no spread shown for a single seed)."
     m, s = mean_std
     return format(m, fmt) + (f" ± {format(s, fmt)}" if s else '')
@@ -135,11 +137,11 @@ def study_table(agg:list[dict], # from `aggregate`
     lines = ['| recipe | heads | seeds | trainable parameters | s / step | peak RSS MiB | ' + ' | '.join(f'top-1 head {k}' for k in range(1, K + 1))
              + ' | agreement heads 2..n | consistency | tokens / pass | x HF generate |', '|---' * (K + 10) + '|']
     for a in agg:
-        acc = ' | '.join(_pm((m, s), '.1%') for m, s in zip(*a['accuracy']))
+        acc = ' | '.join(plus_minus((m, s), '.1%') for m, s in zip(*a['accuracy']))
         agree = ' / '.join(f"{m:.0%}" for m in a['agreement'][0])
-        lines.append(f"| {a['recipe']} | {a['head_type']} | {a['n_seeds']} | {a['params'][0] / 1e3:.0f}k | {_pm(a['step_seconds'], '.2f')} | "
-                     f"{_pm(a['peak_rss_mib'], '.0f')} | {acc} | {agree} | {_pm(a['consistency'], '.1%')} | "
-                     f"{_pm(a['tokens_per_pass'], '.2f')} | {_pm(a['speedup'], '.2f')} |")
+        lines.append(f"| {a['recipe']} | {a['head_type']} | {a['n_seeds']} | {a['params'][0] / 1e3:.0f}k | {plus_minus(a['step_seconds'], '.2f')} | "
+                     f"{plus_minus(a['peak_rss_mib'], '.0f')} | {acc} | {agree} | {plus_minus(a['consistency'], '.1%')} | "
+                     f"{plus_minus(a['tokens_per_pass'], '.2f')} | {plus_minus(a['speedup'], '.2f')} |")
     return '\n'.join(lines)
 
 # %% ../nbs/21_head_study.ipynb #f30bc7d9
@@ -167,12 +169,26 @@ def plot_study(agg:list[dict], # from `aggregate`
 # %% ../nbs/21_head_study.ipynb #7e2853f8
 STUDY_FILES = dict(json='study.json', markdown='study.md', plot='study.png') # what `save_study` writes
 
-def _names(text:str, known:Sequence[str], flag:str)->list[str]:
+def flag_names(text:str, known:Sequence[str], flag:str)->list[str]:
     "A comma-separated flag of names, each one of `known`."
     names = [t.strip() for t in str(text).split(',') if t.strip()]
     bad = [n for n in names if n not in known]
     if not names or bad: raise InputError(f"{flag} takes names from {', '.join(known)}, comma-separated; got {text!r}")
     return names
+
+def flag_seeds(text:str)->list[int]:
+    "The `--seeds` flag: whole numbers, comma-separated."
+    try: seeds = [int(s) for s in str(text).split(',') if s.strip()]
+    except ValueError: raise InputError(f"--seeds must be whole numbers separated by commas, e.g. 0,1,2; got {text!r}") from None
+    if not seeds: raise InputError("--seeds is empty: give at least one, e.g. 0,1,2")
+    return seeds
+
+def command_line(func, # an `@command` function
+                 given:dict, # its flags as given
+                )->str:
+    "The shortest command line that repeats `given`: the flags that differ from `func`'s defaults."
+    defaults = {k: p.default for k, p in inspect.signature(func.__wrapped__).parameters.items()}
+    return ' '.join([func.__name__] + [f"--{k} {v}" for k, v in given.items() if v is not None and v != defaults[k]])
 
 def save_study(rows:list[dict], out_dir:str|Path, command:str)->dict[str, Path]:
     "Write the runs and their aggregate (JSON), the table with its command (markdown) and the plot (PNG)."
@@ -201,10 +217,8 @@ def mtp_head_study(out_dir:str='runs/head_study', # the study folder: one run fo
                   ):
     "Train and measure every head design at every recipe and seed; tabulate mean ± std over seeds."
     from mtp_nb.decoding import heldout_prompts
-    types, names = _names(head_types, HEAD_TYPES, '--head_types'), _names(recipes, list(STUDY_RECIPES), '--recipes')
-    try: seed_list = [int(s) for s in str(seeds).split(',') if s.strip()]
-    except ValueError: raise InputError(f"--seeds must be whole numbers separated by commas, e.g. 0,1,2; got {seeds!r}") from None
-    if not seed_list: raise InputError("--seeds is empty: give at least one, e.g. 0,1,2")
+    types, names = flag_names(head_types, HEAD_TYPES, '--head_types'), flag_names(recipes, list(STUDY_RECIPES), '--recipes')
+    seed_list = flag_seeds(seeds)
     for flag, v in (('--n_train', n_train), ('--n_eval', n_eval), ('--n_prompts', n_prompts), ('--max_new_tokens', max_new_tokens)): check_number(flag, v, 1, integer=True)
     check_writable(out_dir, '--out_dir')
     flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads, n_train=n_train, n_eval=n_eval).items() if v is not None}
@@ -221,9 +235,7 @@ def mtp_head_study(out_dir:str='runs/head_study', # the study folder: one run fo
         rows.append(json.loads(path.read_text()))
     given = dict(out_dir=out_dir, head_types=head_types, recipes=recipes, seeds=seeds, n_train=n_train, n_eval=n_eval,
                  n_prompts=n_prompts, max_new_tokens=max_new_tokens, trunk=trunk, n_heads=n_heads)
-    defaults = {k: p.default for k, p in inspect.signature(mtp_head_study.__wrapped__).parameters.items()}
-    command = ' '.join(['mtp_head_study'] + [f"--{k} {v}" for k, v in given.items() if v is not None and v != defaults[k]])
-    save_study(rows, out_dir, command)
+    save_study(rows, out_dir, command_line(mtp_head_study, given))
     print('\n' + Path(out_dir, STUDY_FILES['markdown']).read_text())
 
 # %% ../nbs/21_head_study.ipynb #cb27cebd

@@ -78,14 +78,17 @@ def linear_cross_entropy(x:torch.Tensor, # (N, C) the scored rows of a head's no
 @torch.no_grad()
 def linear_ce_scores(x:torch.Tensor, weight:torch.Tensor, targets:torch.Tensor, chunk:int=LOSS_CHUNK,
                      bias:torch.Tensor|None=None,
-                    )->tuple[float, int]: # summed cross-entropy and number of rows whose argmax is the target
-    "Evaluation's version: the summed loss and the top-1 hits, a chunk of rows at a time, no gradients."
-    loss, hits, step = 0.0, 0, chunk or max(len(x), 1)
+                     other:torch.Tensor|None=None, # (N,) other tokens to count argmax hits against (e.g. token t+1 for head k)
+                    )->tuple[float, int, int]: # summed cross-entropy, rows whose argmax is the target, rows whose argmax is `other`
+    "Evaluation's version: the summed loss and the top-1 hits (against `targets`, and `other`), a chunk of rows at a time, no gradients."
+    loss, hits, other_hits, step = 0.0, 0, 0, chunk or max(len(x), 1)
     for a in range(0, len(x), step):
         logits, t = _chunk_logits(x[a:a + step], weight, bias), targets[a:a + step]
         loss += F.cross_entropy(logits, t, reduction='sum').item()
-        hits += int((logits.argmax(-1) == t).sum())
-    return loss, hits
+        best = logits.argmax(-1)
+        hits += int((best == t).sum())
+        if other is not None: other_hits += int((best == other[a:a + step]).sum())
+    return loss, hits, other_hits
 
 @torch.no_grad()
 def linear_argmax(x:torch.Tensor, # (N, C) rows of a head's normed output

@@ -8,7 +8,7 @@ import math
 from typing import Callable, NamedTuple
 import numpy as np
 import torch
-from .backward import HeadLosses, count_targets, mtp_backward
+from .backward import HeadLosses, count_targets, loss_divisors, mtp_backward
 from .config import MTPConfig
 from .core import InputError, first_line
 from .data import (IGNORE_INDEX, TokenRows, batch_rows, collate, head_targets, load_reasoning, read_chat_template,
@@ -201,20 +201,21 @@ def _sync_grads(params:list[torch.nn.Parameter], all_sum:Callable|None)->None:
 def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
                batches:list[dict], # this process's micro-batches of the step
                lrs:StepLRs, # from the run's `Schedule`: freeze flag and both LRs
-               cfg:MTPConfig, # loss_weights, trunk_grad_scales, grad_clip, targets
+               cfg:MTPConfig, # loss_weights, trunk_grad_scales, grad_clip, targets, accumulation
                all_sum:Callable|None=None, # sums a tensor over processes; None: one process
               )->StepResult:
-    "One optimizer step: detached backward per micro-batch, normalised by the whole step's targets; one all-reduce; clip; AdamW."
+    "One optimizer step: detached backward per micro-batch, normalised by the whole step's targets (unless `cfg.accumulation` says otherwise); one all-reduce; clip; AdamW."
     model.set_trunk_trainable(lrs.trunk_trainable)
     set_lrs(optimizer, {'heads': lrs.heads, 'trunk': lrs.trunk})
     params = [p for g in optimizer.param_groups for p in g['params'] if p.requires_grad]
     n_targets = torch.tensor(count_targets(batches, model.n_heads))           # (K,) this process
     if all_sum: n_targets = all_sum(n_targets)                                # (K,) the whole step
+    divisors = loss_divisors(batches, n_targets.tolist(), cfg.accumulation, all_sum)   # per micro-batch: the step's targets, unless studied
     for p in params: p.grad = torch.zeros_like(p)                             # a process without rows still sends zeros
     device, sums = params[0].device, torch.zeros(model.n_heads, dtype=torch.float64)
-    for b in batches:
+    for b, divisor in zip(batches, divisors):
         labels = b['labels'].to(device) if 'labels' in b else None           # (B, T) when prompts are not scored
-        out = mtp_backward(model, b['input_ids'].to(device), b['attention_mask'].to(device), n_targets.tolist(),
+        out = mtp_backward(model, b['input_ids'].to(device), b['attention_mask'].to(device), divisor,
                            cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger, labels, cfg.targets)
         sums += out.sums.double().cpu()
     _sync_grads(params, all_sum)
@@ -237,22 +238,24 @@ def evaluate_heads(model:MTPModel,
                    rank:int=0, world:int=1, # this process and the number of processes
                    all_sum:Callable|None=None, # sums a tensor over processes; None: one process
                    loss_chunk:int=LOSS_CHUNK, # positions per chunk of a head's logits (0: whole)
-                  )->dict: # loss, accuracy, n_tokens: one entry per head
-    "Per-head mean cross-entropy and top-1 accuracy against token t+k, over every scored position of `ids`."
+                  )->dict: # loss, accuracy, copy, n_tokens: one entry per head
+    """Per-head mean cross-entropy and top-1 accuracy against token t+k, over every scored position of `ids`; and `copy`,
+    how often head k's best guess is token t+1 instead (what it guessed as the copy of the last layer it started as)."""
     K, device = model.n_heads, next(model.parameters()).device
-    totals = torch.zeros(3, K, dtype=torch.float64)                       # loss sum, correct, scored; per head
+    totals = torch.zeros(4, K, dtype=torch.float64)                       # loss sum, correct, says t+1, scored; per head
     rows = sorted(range(len(ids)), key=lambda j: len(ids[j]))[rank::world]  # similar lengths pad less
     for a in range(0, len(rows), batch_size):
         b = collate(batch_rows(ids, rows[a:a + batch_size]), pad_id)
         x, mask = b['input_ids'].to(device), b['attention_mask'].to(device)     # (B, T)
         h, ctx = model.trunk_forward(x, mask)                             # (B, T, C)
         outs = model.head_outputs(h, ctx)                                 # each head once, also those read by others
+        after = head_targets(x, 1, mask)                                  # (B, T) token t+1, scored or not
         for k in range(1, K + 1):
             targets = head_targets(x, k, mask, b['labels'].to(device) if 'labels' in b else None)   # (B, T): token t+k or IGNORE_INDEX
             scored = targets != IGNORE_INDEX
             with model.autocast(): hidden = model.norm(outs[k][scored])   # (N, C) at scored positions only
-            loss, hits = linear_ce_scores(hidden, model.lm_head.weight, targets[scored], loss_chunk, model.lm_head.bias)
-            totals[:, k - 1] += torch.tensor([loss, hits, len(hidden)], dtype=torch.float64)
+            loss, hits, copies = linear_ce_scores(hidden, model.lm_head.weight, targets[scored], loss_chunk, model.lm_head.bias, after[scored])
+            totals[:, k - 1] += torch.tensor([loss, hits, copies, len(hidden)], dtype=torch.float64)
     if all_sum: totals = all_sum(totals)
-    loss, correct, n = totals
-    return dict(loss=(loss / n.clamp(min=1)).tolist(), accuracy=(correct / n.clamp(min=1)).tolist(), n_tokens=n.long().tolist())
+    loss, correct, copy, n = (t / totals[3].clamp(min=1) for t in totals)
+    return dict(loss=loss.tolist(), accuracy=correct.tolist(), copy=copy.tolist(), n_tokens=totals[3].long().tolist())

@@ -5,7 +5,7 @@
 # %% ../nbs/13_train.ipynb #7a28b85f
 from __future__ import annotations
 import json, math, sys, time, warnings
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from .config import MTPConfig, TrainFlags, parse_train_args, resolve_config
 from .core import InputError, folder_kind, input_errors, shown, write_atomic
@@ -58,8 +58,10 @@ def advance(run:Run)->StepResult:
     run.step += 1
     epoch_end = run.step % run.steps_per_epoch == 0
     _log_step(run, result, force=epoch_end)
-    if run.step == cfg.freeze_steps and run.step < run.total_steps and not cfg.drafters_only: evaluate_run(run, 'end of freeze')
+    freeze_end = run.step == cfg.freeze_steps and run.step < run.total_steps and not cfg.drafters_only
+    if freeze_end: evaluate_run(run, 'end of freeze')
     if epoch_end: evaluate_run(run, f'epoch {run.step // run.steps_per_epoch}')
+    if cfg.eval_every and run.step % cfg.eval_every == 0 and not (freeze_end or epoch_end): evaluate_run(run, f'step {run.step}')   # curves
     if epoch_end or run.step % cfg.ckpt_every == 0: save_checkpoint(run)
     return result
 
@@ -110,6 +112,7 @@ def train(cfg:MTPConfig, # what to run
 def _same_run(saved:dict, cfg:MTPConfig)->list[str]:
     "The fields in which a saved config differs from `cfg`, the folder's own name aside."
     mine = json.loads(json.dumps(asdict(cfg)))                             # as written to config.json
+    saved = {f.name: f.default for f in fields(MTPConfig) if f.name not in saved} | saved   # a field added since: its default
     return sorted(k for k in set(saved) | set(mine) if k != 'run_dir' and saved.get(k) != mine.get(k))
 
 def ensure_run(cfg:MTPConfig, # the run; `cfg.run_dir` may already hold it

@@ -1,0 +1,58 @@
+"`mtp_findings` end to end on the tiny trunk, in its own process: the runs, the aggregate over seeds, the paired differences, the files, resuming; and its bad input."
+import json, statistics
+import pytest
+from mtp_nb.findings import FINDINGS_FILES, STUDIES
+from conftest import refused, run_cmd
+
+ARGS = ('--study', 'accumulation', '--seeds', '0,1', '--n_train', 16, '--n_eval', 16, '--epochs', 1, '--n_heads', 3)
+
+@pytest.fixture(scope='module')
+def study(trunk, tmp_path_factory):
+    "The accumulation study at two seeds, of runs a step or four long."
+    tmp = tmp_path_factory.mktemp('findings')
+    r = run_cmd('mtp_findings', '--out_dir', 'f', '--trunk', trunk, *ARGS, cwd=tmp, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp, r
+
+def test_study_aggregates_every_run(study):
+    tmp, r = study
+    for pattern in FINDINGS_FILES.values(): assert (tmp/'f'/pattern.format('accumulation')).stat().st_size > 0, pattern
+    data = json.loads((tmp/'f'/'accumulation.json').read_text())
+    runs = {(x['arm'], x['seed']): x for x in data['runs']}
+    assert sorted(runs) == sorted((a, s) for a in STUDIES['accumulation'][1] for s in (0, 1))
+    assert runs['no-accumulation', 0]['steps'] == 4 * runs['experiment', 0]['steps'] == 4       # batch 4 against batch 16
+    assert runs['sum-of-means', 0]['grad_norm'] > 2 * runs['experiment', 0]['grad_norm']          # 4 micro-batches summed
+    for a in data['aggregate']:
+        seeds = [runs[a['arm'], s] for s in (0, 1)]
+        assert a['n_seeds'] == 2
+        for k in range(3):
+            accs = [x['accuracy'][k] for x in seeds]
+            assert a['accuracy'][0][k] == pytest.approx(sum(accs) / 2) and a['accuracy'][1][k] == pytest.approx(statistics.stdev(accs))
+        cvs = [x['grad_norm_cv'] for x in seeds]
+        assert a['grad_norm_cv'] == pytest.approx([sum(cvs) / 2, statistics.stdev(cvs)])
+        curves = [x['curve_far'] for x in seeds]
+        assert a['curve_far'][0] == pytest.approx([sum(c) / 2 for c in zip(*curves)])
+    md = (tmp/'f'/'accumulation.md').read_text()
+    diffs = [runs['no-accumulation', s]['consistency'] - runs['experiment', s]['consistency'] for s in (0, 1)]
+    row = next(l for l in md.splitlines() if l.startswith('| no-accumulation | ') and ' pt' in l)
+    assert f"{statistics.fmean(diffs) * 100:+.1f} ± {statistics.stdev(diffs) * 100:.1f} pt" in row.split(' | ')[-1], row
+    assert 'mtp_findings --study accumulation --out_dir f --seeds 0,1' in md
+    assert r.stdout.count('] experiment-seed') == 2 and '[8/8] sum-of-means-seed1' in r.stdout   # one line per run as it starts
+
+def test_study_resumes_what_is_missing(study, trunk):
+    tmp, _ = study
+    final = tmp/'f'/'mean-of-means-seed1'/'final'/'mtp_heads.safetensors'
+    before, kept = final.stat().st_mtime_ns, json.loads((tmp/'f'/'measures'/'experiment-seed0.json').read_text())
+    (tmp/'f'/'measures'/'mean-of-means-seed1.json').unlink()
+    r = run_cmd('mtp_findings', '--out_dir', 'f', '--trunk', trunk, *ARGS, cwd=tmp, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '[6/8] mean-of-means-seed1' in r.stdout and 'experiment-seed0' not in r.stdout.split('###')[0]
+    assert final.stat().st_mtime_ns == before                                    # a finished run is measured again, not retrained
+    assert json.loads((tmp/'f'/'measures'/'experiment-seed0.json').read_text()) == kept
+
+def test_bad_input_is_one_line(tmp_path):
+    for args, message in ((['--study', 'warmup'], '--study takes names from accumulation, freeze, scale, heads'),
+                          (['--seeds', 'x'], '--seeds must be whole numbers separated by commas'),
+                          (['--epochs', 0], '--epochs must be a whole number >= 1, got 0'),
+                          (['--n_heads', 0], '--n_heads must be a whole number >= 1, got 0')):
+        refused(run_cmd('mtp_findings', *args, cwd=tmp_path), 'mtp_findings', message)
