@@ -40,7 +40,7 @@ ARMS = { # name -> (what it changes, config fields over the scaled experiment; `
     's-0.3': ("s = 0.3 for heads 2..n", dict(scale=0.3)),
     's-1': ("s = 1: every head pulls on the trunk as hard as head 1", dict(scale=1.0)),
 }
-STUDIES = dict( # name -> (the question, its arms: the first is what the others are compared with, unless it is 'experiment')
+STUDIES = dict( # name -> (the question, its arms, in the order the tables show them; each is compared with the experiment's)
     accumulation=("Was training without proper gradient accumulation the problem?", ('experiment', 'no-accumulation', 'mean-of-means', 'sum-of-means')),
     freeze=("What do the freeze and the trunk's LR do to head 1 and to the far heads?", ('frozen', 'experiment', 'freeze-0', 'trunk-lr-1e-4')),
     scale=("Is s = 0.1 better than 0, 0.3 or 1, beyond the seeds' spread?", ('s-0', 'experiment', 's-0.3', 's-1')),
@@ -268,6 +268,7 @@ def mtp_findings(study:str='all', # accumulation, freeze, scale, heads (comma-se
     names = list(STUDIES) if str(study).strip() == 'all' else flag_names(study, list(STUDIES), '--study')
     seed_list = flag_seeds(seeds)
     for flag, v in (('--n_train', n_train), ('--epochs', epochs), ('--n_eval', n_eval)): check_number(flag, v, 1, integer=True)
+    if n_heads is not None: check_number('--n_heads', n_heads, 2, integer=True, fix='the studies are about heads 2..n')
     check_writable(out_dir, '--out_dir')
     flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads, n_train=n_train, epochs=epochs, n_eval=n_eval).items() if v is not None}
     arms = list(dict.fromkeys(a for n in names for a in STUDIES[n][1]))

@@ -54,5 +54,5 @@ def test_bad_input_is_one_line(tmp_path):
     for args, message in ((['--study', 'warmup'], '--study takes names from accumulation, freeze, scale, heads'),
                           (['--seeds', 'x'], '--seeds must be whole numbers separated by commas'),
                           (['--epochs', 0], '--epochs must be a whole number >= 1, got 0'),
-                          (['--n_heads', 0], '--n_heads must be a whole number >= 1, got 0')):
+                          (['--n_heads', 1], '--n_heads must be a whole number >= 2, got 1')):
         refused(run_cmd('mtp_findings', *args, cwd=tmp_path), 'mtp_findings', message)
