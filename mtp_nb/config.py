@@ -14,8 +14,8 @@ from .heads import HEAD_TYPES
 from .loss import LOSS_CHUNK
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'RANGES', 'TRAIN_DTYPES', 'TRUNK_OPTIMIZERS', 'PRESETS', 'RENAMED', 'FIELD_TYPES', 'MTPConfig',
-           'check_config', 'float_list', 'json_object', 'read_config_file', 'resolve_config', 'TrainFlags',
+__all__ = ['SEED_MAX', 'RANGES', 'TRAIN_DTYPES', 'TRUNK_OPTIMIZERS', 'SHARDINGS', 'PRESETS', 'RENAMED', 'FIELD_TYPES',
+           'MTPConfig', 'check_config', 'float_list', 'json_object', 'read_config_file', 'resolve_config', 'TrainFlags',
            'train_parser', 'parse_train_args']
 
 # %% ../nbs/10_config.ipynb #e1454263
@@ -69,6 +69,7 @@ class MTPConfig:
     checkpoint_trunk:bool=False # once the trunk trains, recompute its layers' activations in the backward: far less memory, ~1/3 more trunk compute
     trunk_optimizer:str='adamw' # 'adamw8bit': bitsandbytes' 8-bit AdamW for the trunk, a quarter of its optimizer memory (pip install -e ".[gpu]")
     liger:bool=False # Liger-kernel's fused linear cross-entropy for the heads' loss, on CUDA (pip install -e ".[gpu]")
+    sharding:str='none' # 'fsdp': shard the trunk's layers and the heads, their gradients and optimizer state over the processes (FSDP2; launch with torchrun): each holds ~1/N
 
     def __post_init__(self):
         if self.loss_weights is None and isinstance(self.n_heads, int):   # drafters only: head 1 is the base model, not trained
@@ -97,6 +98,7 @@ RANGES = dict( # numeric field -> the keyword arguments of `check_number` that d
     eval_batch_size=dict(low=1, integer=True), loss_chunk=dict(low=0, integer=True))
 TRAIN_DTYPES = ('float32', 'bfloat16') # float16 would need loss scaling: bfloat16 saves the same memory without it
 TRUNK_OPTIMIZERS = ('adamw', 'adamw8bit')
+SHARDINGS = ('none', 'fsdp') # 'none': every process holds the whole model (data parallel); 'fsdp': FSDP2's fully_shard
 _TEXT = ('trunk', 'cache_dir', 'data', 'split', 'eval_split', 'text_column', 'chat_template', 'run_dir') # fields that, when given, must be text
 
 def _installed(module:str)->bool:
@@ -114,6 +116,9 @@ def _check_precision_and_kernels(cfg:MTPConfig)->None:
     if cfg.targets not in TARGETS: raise InputError(f"--targets must be one of {', '.join(TARGETS)}, got {cfg.targets!r}")
     if cfg.trunk_optimizer not in TRUNK_OPTIMIZERS:
         raise InputError(f"--trunk_optimizer must be one of {', '.join(TRUNK_OPTIMIZERS)}, got {cfg.trunk_optimizer!r}")
+    if cfg.sharding not in SHARDINGS: raise InputError(f"--sharding must be one of {', '.join(SHARDINGS)}, got {cfg.sharding!r}")
+    if cfg.sharding == 'fsdp' and cfg.trunk_optimizer == 'adamw8bit':
+        raise InputError("--sharding fsdp keeps AdamW's state sharded; bitsandbytes' 8-bit AdamW cannot step sharded weights: use --trunk_optimizer adamw")
     if cfg.trunk_optimizer == 'adamw8bit' and not _installed('bitsandbytes'):
         raise InputError('--trunk_optimizer adamw8bit needs bitsandbytes: pip install -e ".[gpu]", or use adamw')
     if cfg.liger and not _installed('liger_kernel'):

@@ -272,6 +272,7 @@ _SHAPE_KEYS = ('model_type', 'hidden_size', 'num_hidden_layers', 'vocab_size')
 def save_pretrained(self:MTPModel,
                      save_dir:str|Path, # a new, empty or heads folder: replaced as a whole
                      trunk_layers:bool=False, # also save the trunk's decoder layers (after training changed them)
+                     state:dict|None=None, # the model's whole state dict to save from (a sharded model's, gathered: `mtp_nb.shard.full_state`); None: its own
                     )->Path:
     "Save the heads (and the trunk's decoder layers, if asked) with a JSON naming the trunk and the shapes they fit."
     from safetensors.torch import save_file
@@ -279,9 +280,11 @@ def save_pretrained(self:MTPModel,
     if kind not in ('missing', 'empty', 'heads'):
         raise InputError(f"{save_dir} is {KIND_NAMES[kind]}: save heads into a new or empty folder")
     with atomic_dir(save_dir) as tmp:
-        save_file({n: p.detach().contiguous() for n, p in self.heads.state_dict().items()}, tmp/HEADS_WEIGHTS)
-        if trunk_layers:
-            save_file({f'trunk.layers.{n}': p.detach().contiguous() for n, p in self.trunk.layers.state_dict().items()}, tmp/TRUNK_LAYERS)
+        if state is None: state = {f'heads.{n}': p for n, p in self.heads.state_dict().items()} | \
+                                  {f'trunk.layers.{n}': p for n, p in self.trunk.layers.state_dict().items()}
+        plain = lambda t: t.detach().contiguous()
+        save_file({n.removeprefix('heads.'): plain(p) for n, p in state.items() if n.startswith('heads.')}, tmp/HEADS_WEIGHTS)
+        if trunk_layers: save_file({n: plain(p) for n, p in state.items() if n.startswith('trunk.layers.')}, tmp/TRUNK_LAYERS)
         meta = dict(trunk=self.trunk_id or None, n_heads=self.n_heads, head_type=self.head_type, medusa_blocks=self.medusa_blocks,
                     trunk_layers=trunk_layers,
                     **{k: getattr(self.config, k) for k in _SHAPE_KEYS})

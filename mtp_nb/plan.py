@@ -5,6 +5,7 @@
 # %% ../nbs/08_plan.ipynb #de03e431
 from __future__ import annotations
 import math, weakref
+from typing import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 import torch
@@ -76,6 +77,7 @@ def fake_model(config, # the trunk's transformers config
                n_heads:int=4, dtype:str='bfloat16',
                train_trunk:bool=True, # the trunk will train: its layers are float32 masters and get gradients
                checkpoint_trunk:bool=False, # recompute the trunk's activations in its backward
+               masters:bool=True, # float32 masters of what trains; False: all in `dtype`, as FSDP gathers them to compute
               )->tuple[MTPModel, object]: # the model on fake tensors, and their FakeTensorMode
     "The `MTPModel` a run would build on this trunk, with fake tensors: shapes and dtypes, no storage."
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -83,7 +85,8 @@ def fake_model(config, # the trunk's transformers config
     with torch.device('meta'): base = AutoModelForCausalLM.from_config(config, dtype=parse_dtype(dtype))
     check_llama_family(base)
     model = MTPModel(base, n_heads)
-    if train_trunk: model.upcast_trunk()
+    if train_trunk and masters: model.upcast_trunk()
+    if not masters: model.heads.to(parse_dtype(dtype))
     model.set_trunk_trainable(train_trunk); model.set_trunk_checkpointing(checkpoint_trunk)
     mode = FakeTensorMode(allow_non_fake_inputs=False)
     _fake_tensors(model, mode, 'cpu')    # fake CUDA tensors need a CUDA build of torch: the kernels' shapes are the same
@@ -110,14 +113,42 @@ class StepPlan:
     def total(self)->int: return self.weights + self.gradients + self.optimizer + self.activations
 
 # %% ../nbs/08_plan.ipynb #f2b3145b
-def _one_step(model:MTPModel, optimizer, x:torch.Tensor, loss_chunk:int, params:list, foreach:bool=False)->None:
+def _one_step(model:MTPModel, optimizer, x:torch.Tensor, loss_chunk:int, params:list, foreach:bool=False,
+              mark:Callable|None=None, # called with 'backward' after the backward and with 'optimizer' after AdamW
+             )->None:
     "What `train_step` does with one micro-batch of full rows, on fake tensors (no data-dependent checks)."
+    mark = mark or (lambda phase: None)
     for p in params: p.grad = torch.zeros_like(p)
     T = x.shape[1]
     mtp_backward(model, x, None, [x.shape[0] * max(T - k, 0) for k in range(1, model.n_heads + 1)], loss_chunk=loss_chunk)
+    mark('backward')
     torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=foreach)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+    mark('optimizer')
+
+def _gathered_backward(config, batch_size:int, seq_len:int, n_heads:int, dtype:str, loss_chunk:int, train_trunk:bool,
+                       checkpoint_trunk:bool)->int:
+    """The backward's own bytes when every weight computes in the trunk's dtype, as FSDP gathers it: no autocast copies
+    of float32 masters (which a whole-model step keeps for the trunk's forward), no gradients kept whole."""
+    model, mode = fake_model(config, n_heads, dtype, train_trunk, checkpoint_trunk, masters=False)
+    for p in model.parameters():                                       # each gradient leaves as soon as it is made (reduce-scattered)
+        if p.requires_grad: p.register_post_accumulate_grad_hook(lambda p: setattr(p, 'grad', None))
+    with mode: x = torch.zeros(batch_size, seq_len, dtype=torch.long)
+    live = LiveBytes(existing=[*model.parameters(), *model.buffers()])
+    with mode, live: mtp_backward(model, x, None, [batch_size * max(seq_len - k, 0) for k in range(1, n_heads + 1)], loss_chunk=loss_chunk)
+    return live.peak
+
+def _sharded(plan:StepPlan, model:MTPModel, optimizer_rest:int, backward:int, processes:int)->StepPlan:
+    """The plan per process of a step sharded by `--sharding fsdp`: the trunk's layers and the heads, their gradients and
+    AdamW state (and AdamW's temporaries), 1/N each; the embedding, final norm and `lm_head` whole. While a unit computes,
+    FSDP adds its full weights in the compute dtype and those of the next one (gathered ahead), and in the backward one
+    unit's float32 gradient before its reduce-scatter."""
+    units = [*model.trunk.layers, *model.heads]
+    sharded, largest = sum(_bytes(u.parameters()) for u in units), max(sum(p.numel() for p in u.parameters()) for u in units)
+    per = lambda b: math.ceil(b / processes)
+    return StepPlan(plan.weights - sharded + per(sharded), per(plan.gradients), per(plan.optimizer),
+                    max(backward + largest * (2 * model.compute_dtype.itemsize + 4), per(optimizer_rest)), plan.logits_chunk)
 
 def plan_step(config, # the trunk's transformers config (`trunk_config`)
               batch_size:int=1, # rows per micro-batch B
@@ -126,23 +157,31 @@ def plan_step(config, # the trunk's transformers config (`trunk_config`)
               trunk_optimizer:str='adamw', # or 'adamw8bit'
               train_trunk:bool=True, # False: the trunk stays frozen (heads only)
               device:str='cuda', # whose optimizer the plan follows: 'cuda' torch's multi-tensor AdamW (temporaries), 'cpu' its loop
+              processes:int=1, # processes the step runs on
+              sharding:str='none', # 'fsdp': planned per process, the trunk's layers and the heads sharded (`10_shard`)
              )->StepPlan:
-    "Peak memory of a steady-state training step, split by category, from a fake run of the real step."
+    "Peak memory of a steady-state training step (per process), split by category, from a fake run of the real step."
     model, mode = fake_model(config, n_heads, dtype, train_trunk, checkpoint_trunk)
     heads, trunk = list(model.heads.parameters()), (model.trunk_parameters() if train_trunk else [])
     foreach = device == 'cuda'
     groups = [dict(params=heads)] + ([dict(params=trunk)] if trunk and trunk_optimizer == 'adamw' else [])
     with mode: x = torch.zeros(batch_size, seq_len, dtype=torch.long)
-    live = LiveBytes(existing=[*model.parameters(), *model.buffers()])
+    live, peaks = LiveBytes(existing=[*model.parameters(), *model.buffers()]), {}
+    def mark(phase:str)->None:                                           # the peak of each phase, then start the next afresh
+        peaks[phase] = max(peaks.get(phase, 0), live.peak); live.peak = live.now
     with mode, live:
         optimizer = torch.optim.AdamW(groups, lr=1e-4, foreach=foreach)
-        for _ in range(2): _one_step(model, optimizer, x, loss_chunk, heads + trunk, foreach)
+        for _ in range(2): _one_step(model, optimizer, x, loss_chunk, heads + trunk, foreach, mark)
     weights = _bytes({id(p): p for p in [*model.parameters(), *model.buffers()]}.values())
     grads = _bytes(heads + trunk)
     state = _bytes(t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor) and t.dim())
     extra = _adam8bit_state_bytes(trunk) if trunk and trunk_optimizer == 'adamw8bit' else 0
     chunk = min(loss_chunk or batch_size * seq_len, batch_size * seq_len) * config.vocab_size * 4
-    return StepPlan(weights, grads, state + extra, max(live.peak - grads - state, 0), chunk)
+    rest = {phase: max(peak - grads - state, 0) for phase, peak in peaks.items()}   # activations, or AdamW's temporaries
+    plan = StepPlan(weights, grads, state + extra, max(rest.values()), chunk)
+    if sharding != 'fsdp' or processes == 1: return plan
+    backward = _gathered_backward(config, batch_size, seq_len, n_heads, dtype, loss_chunk, train_trunk, checkpoint_trunk)
+    return _sharded(plan, model, rest['optimizer'], backward, processes)
 
 # %% ../nbs/08_plan.ipynb #55b87f12
 def _real_steps(config, batch_size:int, seq_len:int, n_heads:int=4, dtype:str='bfloat16', loss_chunk:int=LOSS_CHUNK,
@@ -219,10 +258,13 @@ def plan_table(step:StepPlan, decode:DecodePlan, cards:dict[int, int])->str:
     return '\n'.join(lines)
 
 def check_plan_flags(batch_size:int, seq_len:int, n_heads:int, dtype:str, loss_chunk:int, trunk_optimizer:str,
-                     device:str='cuda')->None:
+                     device:str='cuda', processes:int=1, sharding:str='none')->None:
     "One-line errors for settings no step can have."
-    for name, value, low in (('--batch_size', batch_size, 1), ('--seq_len', seq_len, 2), ('--n_heads', n_heads, 1), ('--loss_chunk', loss_chunk, 0)):
+    for name, value, low in (('--batch_size', batch_size, 1), ('--seq_len', seq_len, 2), ('--n_heads', n_heads, 1),
+                             ('--loss_chunk', loss_chunk, 0), ('--processes', processes, 1)):
         check_number(name, value, low, integer=True)
+    if sharding not in ('none', 'fsdp'): raise InputError(f"--sharding must be none or fsdp, got {sharding!r}")
+    if sharding == 'fsdp' and trunk_optimizer == 'adamw8bit': raise InputError("--sharding fsdp steps sharded weights with AdamW: use --trunk_optimizer adamw")
     if dtype not in DTYPES: raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if trunk_optimizer not in ('adamw', 'adamw8bit'): raise InputError(f"--trunk_optimizer must be adamw or adamw8bit, got {trunk_optimizer!r}")
     if device not in ('cuda', 'cpu'): raise InputError(f"--device must be cuda or cpu, got {device!r}")
@@ -238,19 +280,23 @@ def mtp_plan(trunk:str=None, # hub id, model folder or config.json of the trunk 
              trunk_optimizer:str='adamw', # or adamw8bit
              frozen_trunk:bool=False, # plan for heads only, the trunk never training
              device:str='cuda', # 'cuda' or 'cpu': whose optimizer the plan follows
+             processes:int=1, # processes (cards) the run uses: with --sharding fsdp the plan is per process
+             sharding:str='none', # 'none' (each process holds everything) or 'fsdp' (the trunk's layers and heads sharded)
             ):
-    "Print the predicted peak memory of a training step and of decoding, and the largest micro-batch per card."
-    check_plan_flags(batch_size, seq_len, n_heads, dtype, loss_chunk, trunk_optimizer, device)
+    "Print the predicted peak memory of a training step (per process) and of decoding, and the largest micro-batch per card."
+    check_plan_flags(batch_size, seq_len, n_heads, dtype, loss_chunk, trunk_optimizer, device, processes, sharding)
     config = trunk_config(trunk)
     kw = dict(n_heads=n_heads, dtype=dtype, loss_chunk=loss_chunk, checkpoint_trunk=checkpoint_trunk,
-              trunk_optimizer=trunk_optimizer, train_trunk=not frozen_trunk, device=device)
+              trunk_optimizer=trunk_optimizer, train_trunk=not frozen_trunk, device=device, processes=processes, sharding=sharding)
     step = plan_step(config, batch_size, seq_len, **kw)
     plans = {batch_size: step.total}
     cards = {c: largest_micro_batch(config, c, seq_len, plans, **kw) for c in CARDS_GB}
     n = sum(p.numel() for p in {id(p): p for p in fake_model(config, 1, dtype, False, False)[0].parameters()}.values())
     print(f"{config.model_type}, {n / 1e9:.2f}B parameters with one head; B={batch_size} T={seq_len} n={n_heads} {dtype}, "
           f"trunk {'frozen' if frozen_trunk else 'trained'}{', checkpointed' if checkpoint_trunk else ''}, "
-          f"loss chunk {loss_chunk or 'whole'}, trunk optimizer {trunk_optimizer}, for {device}\n")
+          f"loss chunk {loss_chunk or 'whole'}, trunk optimizer {trunk_optimizer}, for {device}"
+          + (f"; per process of {processes}, {'sharded (fsdp)' if sharding == 'fsdp' else 'each holding the whole model'}" if processes > 1 else '')
+          + '\n')
     print(plan_table(step, plan_decode(config, batch_size, seq_len, n_heads, dtype), cards))
 
 # %% ../nbs/08_plan.ipynb #bdab794f

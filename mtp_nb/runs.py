@@ -17,6 +17,7 @@ from .data import pad_id_of
 from .heads import TRUNK_LAYERS, MTPModel
 from .plan import trunk_config
 from .schedule import Schedule, freeze_outlasts_run
+from .shard import SHARDED, full_state, is_sharded, load_sharded, save_sharded, shard_model
 from .step import load_data, load_model, make_optimizer
 
 # %% auto #0
@@ -102,7 +103,12 @@ def setup_run(cfg:MTPConfig, resume:bool=False, overwrite:bool=False)->Run:
         model.upcast_trunk()                                            # float32 masters for a trunk that will move
     model.set_trunk_checkpointing(cfg.checkpoint_trunk)
     if cfg.drafters_only: model.heads[0].requires_grad_(False)              # head 1 is the base model's last layer, kept
-    model.to(accelerator.device)
+    if cfg.sharding == 'fsdp' and accelerator.num_processes > 1:
+        shard_model(model, accelerator.num_processes, accelerator.device)   # sharded on the CPU: only shards reach the card
+    else:
+        if cfg.sharding == 'fsdp': warnings.warn("--sharding fsdp with one process shards nothing: launch it with "
+                                                 "torchrun --nproc_per_node N -m mtp_nb.train (N > 1) to shard")
+        model.to(accelerator.device)
     run = Run(cfg, Path(cfg.run_dir), model, tokenizer, make_optimizer(model, cfg), train_ids, eval_ids, accelerator,
               data_report=report)
     if freeze_outlasts_run(run.total_steps, cfg.freeze_steps) and cfg.trunk_lr > 0 and not cfg.drafters_only:
@@ -129,33 +135,67 @@ def _set_rng_states(states:dict)->None:
     if 'cuda' in states and torch.cuda.is_available(): torch.cuda.set_rng_state_all(states['cuda'])
 
 # %% ../nbs/12_runs.ipynb #5853ff30
+def _write_state(run:Run, folder:Path)->None:
+    "A checkpoint's RNG states and `state.json`: step, epoch, time, the loss sums not yet logged, the schedule."
+    torch.save(_rng_states(), folder/'rng.pt')
+    epoch, in_epoch = divmod(run.step, run.steps_per_epoch)
+    state = dict(step=run.step, epoch=epoch, step_in_epoch=in_epoch, elapsed=run.seconds, log=run.log,
+                 schedule=asdict(run.schedule), sharded=run.accelerator.num_processes if is_sharded(run.model) else 0)
+    (folder/'state.json').write_text(json.dumps(state, indent=1))
+
+def _save_shards(run:Run, final:Path)->None:
+    "Every process writes its shards into one temporary folder; the main process adds the state and renames it into place."
+    acc, tmp = run.accelerator, final.with_name(f'{final.name}.tmp-sharded')   # one name every process knows
+    if run.is_main: shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    save_sharded(run.model, run.optimizer, tmp/SHARDED, run.cfg.trunk_trained_by(run.step))
+    acc.wait_for_everyone()
+    if run.is_main:
+        _write_state(run, tmp)
+        shutil.rmtree(final, ignore_errors=True); tmp.rename(final)
+    acc.wait_for_everyone()                                               # whole on disk before any process goes on
+
 def save_checkpoint(run:Run)->Path|None:
-    "Write `run`'s checkpoint for its step (a temporary folder renamed into place); keep the last `keep_last`."
-    if not run.is_main: return None
+    """Write `run`'s checkpoint for its step (a temporary folder renamed into place); keep the last `keep_last`.
+    A sharded run's processes each write their shards (call it on every process); otherwise the main process writes all."""
     final = run.dir/'checkpoints'/f'step-{run.step:06d}'
-    with atomic_dir(final) as tmp:
-        run.model.save_pretrained(tmp/'model', trunk_layers=run.cfg.trunk_trained_by(run.step))
-        torch.save(run.optimizer.state_dict(), tmp/'optimizer.pt')
-        torch.save(_rng_states(), tmp/'rng.pt')
-        epoch, in_epoch = divmod(run.step, run.steps_per_epoch)
-        state = dict(step=run.step, epoch=epoch, step_in_epoch=in_epoch, elapsed=run.seconds, log=run.log,
-                     schedule=asdict(run.schedule))
-        (tmp/'state.json').write_text(json.dumps(state, indent=1))
+    if is_sharded(run.model): _save_shards(run, final)
+    elif run.is_main:
+        with atomic_dir(final) as tmp:
+            run.model.save_pretrained(tmp/'model', trunk_layers=run.cfg.trunk_trained_by(run.step))
+            torch.save(run.optimizer.state_dict(), tmp/'optimizer.pt')
+            _write_state(run, tmp)
+    if not run.is_main: return None
     for old in checkpoints(run.dir)[:-run.cfg.keep_last]: shutil.rmtree(old)
     return final
+
+def _check_sharding(run:Run, path:Path, sharded:int)->None:
+    "Refuse a checkpoint of a sharded run in an unsharded one, and the other way round, naming how to resume it."
+    how = f"mtp_train --resume {run.dir}"
+    if sharded and not is_sharded(run.model):
+        raise InputError(f"checkpoint {path} holds the shards of a run on {sharded} processes: resume it sharded, "
+                         f"torchrun --nproc_per_node {sharded} -m mtp_nb.train --resume {run.dir}")
+    if is_sharded(run.model) and not sharded:
+        raise InputError(f"checkpoint {path} was written by one process, unsharded: resume it with one process, {how}")
 
 def load_checkpoint(run:Run, path:Path)->None:
     "Restore weights, optimizer, step and RNG states from checkpoint `path`; a one-line `InputError` if it is corrupt."
     fix = "delete that folder to resume from the one before, or start over with --overwrite"
+    bad = lambda e: InputError(f"checkpoint {path} is corrupt or does not fit this run ({type(e).__name__}: {first_line(e)}): {fix}")
+    try: state = json.loads((path/'state.json').read_text())
+    except Exception as e: raise bad(e) from None
+    _check_sharding(run, path, state.get('sharded', 0))
     try:
-        state = json.loads((path/'state.json').read_text())
-        trained = (path/'model'/TRUNK_LAYERS).exists()
-        if trained != run.cfg.trunk_trained_by(state['step']): raise KeyError(f"trunk layers {'present' if trained else 'missing'}")
-        run.model.load_weights(path/'model')
-        run.optimizer.load_state_dict(torch.load(path/'optimizer.pt', map_location='cpu', weights_only=True))
+        if is_sharded(run.model):
+            run.model.set_trunk_trainable(state['step'] > 0 and run.schedule(state['step'] - 1).trunk_trainable)   # as saved
+            load_sharded(run.model, run.optimizer, path/SHARDED, run.cfg.trunk_trained_by(state['step']))
+        else:
+            trained = (path/'model'/TRUNK_LAYERS).exists()
+            if trained != run.cfg.trunk_trained_by(state['step']): raise KeyError(f"trunk layers {'present' if trained else 'missing'}")
+            run.model.load_weights(path/'model')
+            run.optimizer.load_state_dict(torch.load(path/'optimizer.pt', map_location='cpu', weights_only=True))
         rng = torch.load(path/'rng.pt', weights_only=False)   # the run's own file: RNG states are Python objects
-    except Exception as e:   # a damaged file fails in its reader's own way (pickle alone raises IndexError, EOFError, ...)
-        raise InputError(f"checkpoint {path} is corrupt or does not fit this run ({type(e).__name__}: {first_line(e)}): {fix}") from None
+    except Exception as e: raise bad(e) from None   # a damaged file fails in its reader's own way (pickle alone: IndexError, EOFError, ...)
     run.step, run.elapsed, run.log = state['step'], state['elapsed'], state['log']
     _set_rng_states(rng)
 
@@ -188,9 +228,12 @@ def start_run_folder(run:Run, resume:bool=False, overwrite:bool=False)->None:
     run.accelerator.wait_for_everyone()
 
 # %% ../nbs/12_runs.ipynb #1c4192c7
-def save_final(run:Run)->Path:
-    "Write the trained model to `final/` in the heads format (the trunk's layers too, once fine-tuned)."
-    return run.model.save_pretrained(run.dir/'final', trunk_layers=run.cfg.trunk_trained_by(run.step))
+def save_final(run:Run)->Path|None:
+    """Write the trained model to `final/` in the heads format (the trunk's layers too, once fine-tuned), on the main process.
+    A sharded model is gathered first, one tensor at a time into the main process's CPU memory: call it on every process."""
+    state = full_state(run.model) if is_sharded(run.model) else None
+    if not run.is_main: return None
+    return run.model.save_pretrained(run.dir/'final', trunk_layers=run.cfg.trunk_trained_by(run.step), state=state)
 
 def load_run(run_dir:str|Path, # a finished run folder of `mtp_train`
             )->tuple[MTPModel, object]: # the trained model (frozen, eval mode) and its tokenizer
@@ -232,6 +275,7 @@ def summarize(run:Run)->dict:
     return dict(n_heads=run.model.n_heads, steps=run.step, epochs=run.cfg.epochs, seconds=round(run.seconds, 1),
                 n_train=len(run.train_ids), n_eval=len(run.eval_ids), trunk=_trunk_name(run.cfg.trunk),
                 data=run.cfg.data or 'embedded reasoning set', processes=run.accelerator.num_processes,
+                sharding='fsdp' if is_sharded(run.model) else 'none',
                 evals={r['label']: {k: r[k] for k in ('step', 'loss', 'accuracy', 'n_tokens')} for r in evals})
 
 def summary_table(summary:dict)->str:

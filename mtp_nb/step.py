@@ -14,15 +14,16 @@ from .core import InputError, first_line
 from .data import (IGNORE_INDEX, TokenRows, batch_rows, collate, head_targets, load_reasoning, read_chat_template,
                          sample_rows, tokenize_rows)
 from .heads import MTPModel
+from .shard import is_sharded
 from .loss import LOSS_CHUNK, linear_ce_scores
 from .reasoning import reasoning_dataset
 from .schedule import StepLRs, set_lrs
 from .trunk import load_trunk
 
 # %% auto #0
-__all__ = ['MEGABATCH', 'epoch_order', 'length_grouped_order', 'step_rows', 'step_batches', 'padding_share', 'TrainingData',
-           'load_data', 'report_lines', 'load_model', 'Optimizers', 'make_optimizer', 'NonFiniteLoss', 'StepResult',
-           'train_step', 'evaluate_heads']
+__all__ = ['MEGABATCH', 'epoch_order', 'length_grouped_order', 'step_rows', 'idle_batch', 'step_batches', 'padding_share',
+           'TrainingData', 'load_data', 'report_lines', 'load_model', 'Optimizers', 'make_optimizer', 'NonFiniteLoss',
+           'StepResult', 'train_step', 'evaluate_heads']
 
 # %% ../nbs/11_step.ipynb #627a2cb5
 MEGABATCH = 50 # batches sorted together by `group_by_length` (as HF Trainer's length-grouped sampler): more, less padding but less random batches
@@ -65,6 +66,11 @@ def step_rows(lengths:list[int], # tokens per training example
     chosen = _order(lengths, seed, epoch, batch_size, group_by_length)[i * batch_size:(i + 1) * batch_size]
     return _micro_batches(lengths, chosen, micro_batch_size, rank, world)
 
+def idle_batch(ids:list[list[int]], at:list[int], pad_id:int)->dict:
+    "A micro-batch that scores nothing (every label `IGNORE_INDEX`, marked `idle`): it makes a sharded model's collective calls, adds 0."
+    b = collate(batch_rows(ids, at), pad_id)
+    return b | dict(labels=torch.full_like(b['input_ids'], IGNORE_INDEX), idle=True)
+
 def step_batches(ids:list[list[int]], # token ids of the training examples (`TokenRows` when prompts are not scored)
                  step:int, # optimizer steps done: this builds step `step + 1`
                  batch_size:int, # examples per optimizer step, all processes together
@@ -73,11 +79,15 @@ def step_batches(ids:list[list[int]], # token ids of the training examples (`Tok
                  pad_id:int, # padding id (the mask, not the id, marks padding)
                  rank:int=0, world:int=1, # this process and the number of processes
                  group_by_length:bool=False, # steps of similar lengths, so that padding stays small
+                 equal_counts:bool=False, # every process gets as many micro-batches as the one with most (`idle_batch`es): sharded models
                 )->list[dict]: # micro-batches: `input_ids` and `attention_mask` (B, T), `labels` when prompts are not scored
     "This process's micro-batches of the next optimizer step."
     lengths = [len(r) for r in ids]
-    return [collate(batch_rows(ids, at), pad_id)
-            for at in step_rows(lengths, step, batch_size, micro_batch_size, seed, rank, world, group_by_length)]
+    rows = lambda r: step_rows(lengths, step, batch_size, micro_batch_size, seed, r, world, group_by_length)
+    batches = [collate(batch_rows(ids, at), pad_id) for at in rows(rank)]
+    if not equal_counts or world == 1: return batches
+    every = [rows(r) for r in range(world)]
+    return batches + [idle_batch(ids, every[0][0][:1], pad_id)] * (max(map(len, every)) - len(batches))
 
 def padding_share(lengths:list[int], # tokens per training example
                   batch_size:int, micro_batch_size:int, seed:int, # as the run's config
@@ -208,17 +218,19 @@ def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
     model.set_trunk_trainable(lrs.trunk_trainable)
     set_lrs(optimizer, {'heads': lrs.heads, 'trunk': lrs.trunk})
     params = [p for g in optimizer.param_groups for p in g['params'] if p.requires_grad]
-    n_targets = torch.tensor(count_targets(batches, model.n_heads))           # (K,) this process
+    real, idle = [b for b in batches if not b.get('idle')], [b for b in batches if b.get('idle')]
+    n_targets = torch.tensor(count_targets(real, model.n_heads))              # (K,) this process
     if all_sum: n_targets = all_sum(n_targets)                                # (K,) the whole step
-    divisors = loss_divisors(batches, n_targets.tolist(), cfg.accumulation, all_sum)   # per micro-batch: the step's targets, unless studied
+    divisors = loss_divisors(real, n_targets.tolist(), cfg.accumulation, all_sum)   # per micro-batch: the step's targets, unless studied
+    divisors += [n_targets.tolist()] * len(idle)                              # an idle micro-batch's loss is 0, whatever divides it
     for p in params: p.grad = torch.zeros_like(p)                             # a process without rows still sends zeros
     device, sums = params[0].device, torch.zeros(model.n_heads, dtype=torch.float64)
-    for b, divisor in zip(batches, divisors):
+    for b, divisor in zip(real + idle, divisors):
         labels = b['labels'].to(device) if 'labels' in b else None           # (B, T) when prompts are not scored
         out = mtp_backward(model, b['input_ids'].to(device), b['attention_mask'].to(device), divisor,
                            cfg.loss_weights, cfg.trunk_grad_scales, cfg.loss_chunk, cfg.liger, labels, cfg.targets)
         sums += out.sums.double().cpu()
-    _sync_grads(params, all_sum)
+    if not is_sharded(model): _sync_grads(params, all_sum)                  # a sharded model's FSDP has reduced them
     if all_sum: sums = all_sum(sums)
     grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     if not (torch.isfinite(sums).all() and torch.isfinite(grad_norm)):
@@ -244,11 +256,14 @@ def evaluate_heads(model:MTPModel,
     K, device = model.n_heads, next(model.parameters()).device
     totals = torch.zeros(4, K, dtype=torch.float64)                       # loss sum, correct, says t+1, scored; per head
     rows = sorted(range(len(ids)), key=lambda j: len(ids[j]))[rank::world]  # similar lengths pad less
-    for a in range(0, len(rows), batch_size):
-        b = collate(batch_rows(ids, rows[a:a + batch_size]), pad_id)
+    most = math.ceil(len(ids) / world) if is_sharded(model) else len(rows)  # sharded: as many forwards as the process with most rows
+    for a in range(0, most, batch_size):
+        at = rows[a:a + batch_size]
+        b = collate(batch_rows(ids, at or [0]), pad_id)                  # no rows left: an idle forward, not counted
         x, mask = b['input_ids'].to(device), b['attention_mask'].to(device)     # (B, T)
         h, ctx = model.trunk_forward(x, mask)                             # (B, T, C)
         outs = model.head_outputs(h, ctx)                                 # each head once, also those read by others
+        if not at: continue
         after = head_targets(x, 1, mask)                                  # (B, T) token t+1, scored or not
         for k in range(1, K + 1):
             targets = head_targets(x, k, mask, b['labels'].to(device) if 'labels' in b else None)   # (B, T): token t+k or IGNORE_INDEX

@@ -81,8 +81,8 @@ def fit(run:Run)->None:
 def finish(run:Run)->dict:
     "Write final weights, plots and summary (JSON and markdown) on the main process; print the per-head table."
     run.accelerator.wait_for_everyone()
+    save_final(run)                                                     # every process: a sharded model is gathered
     if not run.is_main: return {}
-    save_final(run)
     summary = summarize(run)
     unfreeze = run.cfg.freeze_steps if run.cfg.trunk_trained_by(run.total_steps) else None
     for name, fig in plot_metrics(read_metrics(run.dir), unfreeze).items(): fig.savefig(run.dir/f'{name}.png', dpi=120)

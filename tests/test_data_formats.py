@@ -91,3 +91,15 @@ def test_experiment_preset_is_the_experiment():
     assert (cfg.dtype, cfg.checkpoint_trunk, cfg.micro_batch_size) == ('bfloat16', True, 1)
     shape = json.loads((ROOT/'configs'/'deepseek-r1-distill-qwen-1.5b'/'config.json').read_text())
     assert cfg.max_tokens < shape['max_position_embeddings']
+
+def test_the_sharded_8b_preset_reads_offline():
+    "The 8-GPU preset: the 1.5B experiment's recipe and data, sharded; every field checked as mtp_train checks it."
+    from mtp_nb.config import read_config_file, resolve_config
+    small, big = read_config_file(PRESET), read_config_file(ROOT/'configs'/'r1-experiment-8b-fsdp.yaml')
+    recipe = ('data', 'columns', 'completion_only', 'n_train', 'n_heads', 'epochs', 'lr', 'freeze_steps', 'trunk_grad_scales', 'batch_size')
+    assert {k: big[k] for k in recipe} == {k: small[k] for k in recipe}
+    cfg = resolve_config(ROOT/'configs'/'r1-experiment-8b-fsdp.yaml')
+    assert (cfg.trunk, cfg.sharding, cfg.trunk_optimizer, cfg.dtype, cfg.checkpoint_trunk) == \
+           ('deepseek-ai/DeepSeek-R1-Distill-Llama-8B', 'fsdp', 'adamw', 'bfloat16', True)
+    shape = json.loads((ROOT/'configs'/'llama-3.1-8b'/'config.json').read_text())
+    assert cfg.max_tokens < shape['max_position_embeddings'] and (shape['hidden_size'], shape['num_hidden_layers']) == (4096, 32)
