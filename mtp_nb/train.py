@@ -11,6 +11,7 @@ from .config import MTPConfig, TrainFlags, parse_train_args, resolve_config
 from .core import InputError, folder_kind, input_errors, shown, write_atomic
 from .runs import (Run, append_metrics, latest_checkpoint, plot_metrics, read_metrics, save_checkpoint, save_final,
                          setup_run, start_run_folder, summarize, summary_table)
+from .shard import is_sharded
 from .step import NonFiniteLoss, StepResult, evaluate_heads, report_lines, step_batches, train_step
 
 # %% auto #0
@@ -48,7 +49,7 @@ def advance(run:Run)->StepResult:
     "One optimizer step of `run`, then its bookkeeping: metrics line, evaluations, checkpoint."
     cfg, acc = run.cfg, run.accelerator
     batches = step_batches(run.train_ids, run.step, cfg.batch_size, cfg.micro_batch_size, cfg.seed, run.pad_id,
-                           acc.process_index, acc.num_processes, cfg.group_by_length)
+                           acc.process_index, acc.num_processes, cfg.group_by_length, equal_counts=is_sharded(run.model))
     try: result = train_step(run.model, run.optimizer, batches, run.schedule(run.step), cfg, run.all_sum)
     except NonFiniteLoss as e:
         last = latest_checkpoint(run.dir)

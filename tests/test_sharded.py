@@ -92,3 +92,15 @@ def test_one_process_sharding_warns_and_trains(plain_run, trunk, tmp_path):
     assert 'mtp_train: warning: --sharding fsdp with one process shards nothing: launch it with torchrun' in r.stderr
     want, got = final_weights(plain_run), final_weights(tmp_path/'run')
     for name in want: assert torch.equal(got[name], want[name]), name
+
+def test_uneven_steps_and_evaluation_batches(trunk, tmp_path):
+    "21 examples in steps of 4: the last step's one row leaves a process idle; 9 held-out rows in batches of 2 leave one a batch short."
+    uneven = ['--n_train', '21', '--n_eval', '9', '--eval_batch_size', '2', '--epochs', '1']
+    plain = mtp_train(tmp_path, '--trunk', trunk, *RUN, *uneven, '--micro_batch_size', '4', '--run_dir', tmp_path/'plain')
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    sharded = mtp_train(tmp_path, '--trunk', trunk, *RUN, *uneven, *SHARDED, '--run_dir', tmp_path/'sharded', sharded=True)
+    assert sharded.returncode == 0, sharded.stderr[-3000:]
+    want, got = final_weights(tmp_path/'plain'), final_weights(tmp_path/'sharded')
+    for name in want: torch.testing.assert_close(got[name], want[name], msg=name)
+    evals = lambda d: [(r['label'], r['n_tokens']) for r in map(json.loads, (d/'metrics.jsonl').read_text().splitlines()) if r['kind'] == 'eval']
+    assert evals(tmp_path/'sharded') == evals(tmp_path/'plain')
