@@ -81,7 +81,7 @@ def full_state(model:MTPModel)->dict[str, torch.Tensor]:
 
 # %% ../nbs/10_shard.ipynb #8ea10979
 SHARD_BENCH = dict(model_type='llama', vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
-                   num_attention_heads=12, num_key_value_heads=12) # the ~110M trunk of `08_plan`'s checks
+                   num_attention_heads=12, num_key_value_heads=12) # `08_plan`'s "~110M" check: 134M parameters with one head
 
 def _local_bytes(tensors)->int:
     "Bytes this process holds of `tensors`: a DTensor's own shard only."

@@ -84,9 +84,9 @@ def step_batches(ids:list[list[int]], # token ids of the training examples (`Tok
     "This process's micro-batches of the next optimizer step."
     lengths = [len(r) for r in ids]
     rows = lambda r: step_rows(lengths, step, batch_size, micro_batch_size, seed, r, world, group_by_length)
-    batches = [collate(batch_rows(ids, at), pad_id) for at in rows(rank)]
-    if not equal_counts or world == 1: return batches
-    every = [rows(r) for r in range(world)]
+    if not equal_counts or world == 1: return [collate(batch_rows(ids, at), pad_id) for at in rows(rank)]
+    every = [rows(r) for r in range(world)]                               # each process's rows, its own once among them
+    batches = [collate(batch_rows(ids, at), pad_id) for at in every[rank]]
     return batches + [idle_batch(ids, every[0][0][:1], pad_id)] * (max(map(len, every)) - len(batches))
 
 def padding_share(lengths:list[int], # tokens per training example
