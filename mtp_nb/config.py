@@ -14,7 +14,7 @@ from .heads import HEAD_TYPES
 from .loss import LOSS_CHUNK
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'RANGES', 'TRAIN_DTYPES', 'TRUNK_OPTIMIZERS', 'SHARDINGS', 'PRESETS', 'RENAMED', 'FIELD_TYPES',
+__all__ = ['SEED_MAX', 'RANGES', 'TRAIN_DTYPES', 'TRUNK_OPTIMIZERS', 'SHARDINGS', 'PRESETS', 'RENAMED', 'RETIRED', 'FIELD_TYPES',
            'MTPConfig', 'check_config', 'float_list', 'json_object', 'read_config_file', 'resolve_config', 'TrainFlags',
            'train_parser', 'parse_train_args']
 
@@ -23,7 +23,6 @@ __all__ = ['SEED_MAX', 'RANGES', 'TRAIN_DTYPES', 'TRUNK_OPTIMIZERS', 'SHARDINGS'
 class MTPConfig:
     "One MTP fine-tuning run; the defaults are the experiment (4 heads, 3 epochs, trunk frozen for 200 steps)."
     trunk:str|None=None # hub id or local folder of a Llama-family causal LM, to put heads on another model (None: the embedded tiny LLaMA)
-    cache_dir:str|None=None # where the embedded trunk is built once, to share one cache (None: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
     n_heads:int=4 # heads predicting tokens t+1 .. t+n_heads: more look further ahead and cost more per step
     head_type:str='layer' # heads 2..n: 'layer' (a copy of the last layer), 'medusa' (ResBlocks on head 1, far cheaper), 'sequential' (DeepSeek-V3: chained, each reads the token before its target)
     medusa_blocks:int=1 # ResBlocks per medusa head: more for a deeper (still cheap) head
@@ -99,7 +98,7 @@ RANGES = dict( # numeric field -> the keyword arguments of `check_number` that d
 TRAIN_DTYPES = ('float32', 'bfloat16') # float16 would need loss scaling: bfloat16 saves the same memory without it
 TRUNK_OPTIMIZERS = ('adamw', 'adamw8bit')
 SHARDINGS = ('none', 'fsdp') # 'none': every process holds the whole model (data parallel); 'fsdp': FSDP2's fully_shard
-_TEXT = ('trunk', 'cache_dir', 'data', 'split', 'eval_split', 'text_column', 'chat_template', 'run_dir') # fields that, when given, must be text
+_TEXT = ('trunk', 'data', 'split', 'eval_split', 'text_column', 'chat_template', 'run_dir') # fields that, when given, must be text
 
 def _installed(module:str)->bool:
     import importlib.util
@@ -153,7 +152,9 @@ PRESETS = { # named changes to the defaults
 RENAMED = { # old field -> what to say instead of "unknown field"
     'warmup_steps': "warmup_steps is now freeze_steps (the trunk's freeze; the heads' LR warm-up is lr_warmup_steps)",
     'nan_at_step': "nan_at_step is gone: it was a test hook, and tests now inject faults from outside",
+    'cache_dir': "cache_dir is gone: the embedded trunk ships with the package (build another recipe with mtp_trunk --recipe and pass its folder as --trunk)",
 }
+RETIRED = ('cache_dir',) # fields that run folders written before hold empty: read as absent, so those runs still resume
 FIELD_TYPES = typing.get_type_hints(MTPConfig) # name -> type, e.g. list[float] | None
 
 def _kind(name:str)->str:
@@ -216,6 +217,7 @@ def resolve_config(config_file:str|Path|None=None, # JSON/YAML file of fields, o
                   )->MTPConfig:
     "The run's checked config: defaults, then the `quick` preset, then `config_file`, then `overrides`; each later one wins."
     values = {**(PRESETS['quick'] if quick else {}), **(read_config_file(config_file) if config_file else {}), **overrides}
+    values = {k: v for k, v in values.items() if not (k in RETIRED and v is None)}
     for old in sorted(set(values) & set(RENAMED)): raise InputError(RENAMED[old])
     unknown = sorted(set(values) - set(FIELD_TYPES))
     if unknown: raise InputError(f"unknown config fields {unknown}; the fields are: {', '.join(FIELD_TYPES)}")

@@ -18,7 +18,7 @@ from .sampling import Sampling
 from .config import SEED_MAX
 from .speculative import ModuleDecoder, SpecStats, hf_greedy, speculative_generate
 from .tree import DraftTree, choose_tree, plot_tree, rank_rates
-from .trunk import TrunkRecipe, default_trunk_dir, ensure_default_trunk, load_trunk, parse_dtype
+from .trunk import TrunkRecipe, ensure_default_trunk, load_trunk, parse_dtype
 
 # %% auto #0
 __all__ = ['DECODERS', 'DRAFT_RECIPE', 'BENCH_NAMES', 'SpecOutput', 'generate', 'load_for_decoding', 'sampling_of',
@@ -149,7 +149,7 @@ DRAFT_RECIPE = TrunkRecipe(hidden_size=64, intermediate_size=192, num_hidden_lay
 
 def default_assistant(mtp:MTPModel)->Path|None:
     "The embedded draft LLaMA (`DRAFT_RECIPE`: same data, same tokenizer, built and cached once) when `mtp`'s trunk is the embedded default; else None."
-    if not mtp.trunk_id or Path(mtp.trunk_id).expanduser().resolve() != default_trunk_dir().resolve(): return None
+    if mtp.trunk_id != TrunkRecipe().key(): return None   # the shipped trunk's name
     return ensure_default_trunk(recipe=DRAFT_RECIPE)
 
 def load_assistant(name:str|Path, tokenizer)->object:

@@ -49,7 +49,7 @@ STUDIES = dict( # name -> (the question, its arms, in the order the tables show 
 def findings_config(arm:str, # a key of `ARMS`
                     seed:int,
                     out_dir:str|Path, # the findings folder; the run goes into `out_dir/<arm>-seed<seed>`
-                    **overrides, # more config fields over `FINDINGS_RUN` (trunk, cache_dir, n_heads, n_train, epochs, n_eval)
+                    **overrides, # more config fields over `FINDINGS_RUN` (trunk, n_heads, n_train, epochs, n_eval)
                    )->MTPConfig:
     "The checked config of one arm's run: the experiment's recipe, its schedule scaled to the run's length, the arm's change."
     if arm not in ARMS: raise InputError(f"unknown arm {arm!r}: use one of {', '.join(ARMS)}")
@@ -258,7 +258,6 @@ def mtp_findings(study:str='all', # accumulation, freeze, scale, heads (comma-se
                  epochs:int=3, # passes over them, as the experiment
                  n_eval:int=200, # held-out examples of every evaluation: more for tighter numbers
                  trunk:str=None, # hub id or local folder of the trunk (default: the embedded tiny LLaMA)
-                 cache_dir:str=None, # where the embedded trunk is cached (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
                  n_heads:int=None, # heads per run (default: the config's, 4)
                 ):
     "Answer the experiment's open questions: train and measure every arm of the chosen studies at every seed; tables and plots with the spread."
@@ -270,7 +269,7 @@ def mtp_findings(study:str='all', # accumulation, freeze, scale, heads (comma-se
     for flag, v in (('--n_train', n_train), ('--epochs', epochs), ('--n_eval', n_eval)): check_number(flag, v, 1, integer=True)
     if n_heads is not None: check_number('--n_heads', n_heads, 2, integer=True, fix='the studies are about heads 2..n')
     check_writable(out_dir, '--out_dir')
-    flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads, n_train=n_train, epochs=epochs, n_eval=n_eval).items() if v is not None}
+    flags = {k: v for k, v in dict(trunk=trunk, n_heads=n_heads, n_train=n_train, epochs=epochs, n_eval=n_eval).items() if v is not None}
     arms = list(dict.fromkeys(a for n in names for a in STUDIES[n][1]))
     plan = [(arm, findings_config(arm, s, out_dir, **flags)) for arm in arms for s in seed_list]   # every config checked first
     rows = {}

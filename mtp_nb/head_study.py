@@ -52,7 +52,7 @@ def run_name(recipe:str, head_type:str, seed:int)->str: return f"{recipe}-{head_
 def study_config(recipe:str, # a key of `STUDY_RECIPES`
                  head_type:str, seed:int,
                  out_dir:str|Path, # the study folder; the run goes into `out_dir/run_name(...)`
-                 **overrides, # more config fields, over the recipe (e.g. trunk, cache_dir, n_train)
+                 **overrides, # more config fields, over the recipe (e.g. trunk, n_train)
                 )->MTPConfig:
     "The checked config of one study run."
     if recipe not in STUDY_RECIPES: raise InputError(f"unknown recipe {recipe!r}: use one of {', '.join(STUDY_RECIPES)}")
@@ -212,7 +212,6 @@ def mtp_head_study(out_dir:str='runs/head_study', # the study folder: one run fo
                    n_prompts:int=10, # held-out prompts for the agreement and decoding columns
                    max_new_tokens:int=128, # new tokens per prompt when decoding
                    trunk:str=None, # hub id or local folder of the trunk (default: the embedded tiny LLaMA)
-                   cache_dir:str=None, # where the embedded trunk is cached (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
                    n_heads:int=None, # heads per run (default: the config's, 4)
                   ):
     "Train and measure every head design at every recipe and seed; tabulate mean ± std over seeds."
@@ -221,7 +220,7 @@ def mtp_head_study(out_dir:str='runs/head_study', # the study folder: one run fo
     seed_list = flag_seeds(seeds)
     for flag, v in (('--n_train', n_train), ('--n_eval', n_eval), ('--n_prompts', n_prompts), ('--max_new_tokens', max_new_tokens)): check_number(flag, v, 1, integer=True)
     check_writable(out_dir, '--out_dir')
-    flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads, n_train=n_train, n_eval=n_eval).items() if v is not None}
+    flags = {k: v for k, v in dict(trunk=trunk, n_heads=n_heads, n_train=n_train, n_eval=n_eval).items() if v is not None}
     plan = [(r, study_config(r, t, s, out_dir, **flags)) for r in names for t in types for s in seed_list]   # every config checked first
     prompts, rows = heldout_prompts(n_prompts), []                       # the embedded set's held-out prompts
     for i, (recipe, cfg) in enumerate(plan, 1):

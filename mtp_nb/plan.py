@@ -14,7 +14,7 @@ from .backward import mtp_backward
 from .core import InputError, check_number, command, first_line
 from .heads import MTPModel
 from .loss import LOSS_CHUNK
-from .trunk import DTYPES, check_llama_family, default_trunk_dir, parse_dtype
+from .trunk import DTYPES, EMBEDDED_NAME, TrunkRecipe, check_llama_family, parse_dtype, resolve_trunk
 
 # %% auto #0
 __all__ = ['GiB', 'CARDS_GB', 'MAX_MICRO_BATCH', 'PLAN_CHECKS', 'MMAP_THRESHOLD', 'LiveBytes', 'trunk_config', 'fake_model',
@@ -50,13 +50,11 @@ class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
 
 # %% ../nbs/08_plan.ipynb #bf7df4a3
 def trunk_config(trunk:str|Path|None=None, # hub id, model folder, or a config.json file; None: the embedded default
-                 cache_dir:str|Path|None=None, # where the embedded default is cached
                 ):
     "The trunk's transformers config, from its id, folder or config file (no weights are read)."
     from transformers import AutoConfig
-    where = default_trunk_dir(cache_dir) if trunk is None else Path(trunk).expanduser()
-    if trunk is None and not where.exists():
-        raise InputError("the embedded default trunk is not built yet: run mtp_trunk first, or pass --trunk")
+    if trunk is None or EMBEDDED_NAME.fullmatch(str(trunk)): where = Path(resolve_trunk(trunk or TrunkRecipe().key()))   # shipped
+    else: where = Path(trunk).expanduser()
     try: config = AutoConfig.from_pretrained(str(where) if where.exists() else str(trunk))
     except (OSError, ValueError) as e: raise InputError(f"--trunk {trunk}: cannot read a model config: {first_line(e)}") from None
     return config

@@ -83,7 +83,7 @@ def check_run_dir(run_dir:Path, resume:bool, overwrite:bool)->None:
 
 def check_context(cfg:MTPConfig)->None:
     "Refuse a `--max_tokens` past the trunk's context (its `max_position_embeddings`), EOS included."
-    context = getattr(trunk_config(cfg.trunk, cfg.cache_dir), 'max_position_embeddings', None)
+    context = getattr(trunk_config(cfg.trunk), 'max_position_embeddings', None)
     if context is not None and cfg.max_tokens + 1 > context:
         raise InputError(f"--max_tokens {cfg.max_tokens} (+1 for EOS) is past the trunk's context of {context} tokens: "
                          f"pass --max_tokens {context - 1} or less")

@@ -383,12 +383,18 @@ def compare_with_greedy(mtp:MTPModel,
                         prompts:list[torch.Tensor], # each (1, P)
                         max_new_tokens:int,
                         eos_token_id:int|None=None,
+                        references:dict|None=None, # HF greedy's tokens by (prompt, EOS), kept across calls on one model (see below)
                         **kwargs, # for `speculative_generate`: n_heads, decoder
                        )->tuple[int, SpecStats]: # prompts decoded exactly as `hf_greedy` decodes them, and the summed counts
     "Decode each prompt alone with the speculative loop and count those whose tokens equal HF greedy `generate`'s."
     ref, same, total = next_token_model(mtp), 0, None
+    references = {} if references is None else references
     for p in prompts:
         got, stats = speculative_generate(mtp, p, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, **kwargs)
-        same += got[0] == hf_greedy(ref, p, max_new_tokens, eos_token_id) and stats.tokens == len(got[0])
+        key = (tuple(p[0].tolist()), eos_token_id)
+        asked, want = references.get(key, (0, None))
+        if asked < max_new_tokens:             # greedy's first n tokens do not depend on how many more are asked for
+            asked, want = references[key] = (max_new_tokens, hf_greedy(ref, p, max_new_tokens, eos_token_id))
+        same += got[0] == want[:max_new_tokens] and stats.tokens == len(got[0])
         total = stats if total is None else total + stats
     return same, total

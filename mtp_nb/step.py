@@ -161,11 +161,11 @@ def report_lines(report:dict)->list[str]:
     return lines
 
 # %% ../nbs/11_step.ipynb #c717a28d
-def load_model(cfg:MTPConfig, # its trunk, cache_dir, n_heads and head type
+def load_model(cfg:MTPConfig, # its trunk, n_heads and head type
                model:bool=True, # False: the tokenizer only (None in the model's place), to read the data first
               )->tuple[MTPModel|None, object]:
     "The trunk (built once when it is the embedded default) with `cfg.n_heads` heads, and its tokenizer."
-    try: base, tokenizer = load_trunk(cfg.trunk, cfg.cache_dir, model=model, dtype=cfg.dtype)
+    try: base, tokenizer = load_trunk(cfg.trunk, model=model, dtype=cfg.dtype)
     except (OSError, ValueError) as e: raise InputError(f"--trunk {cfg.trunk}: {first_line(e)}") from None
     return (MTPModel(base, cfg.n_heads, cfg.head_type, cfg.medusa_blocks) if model else None), tokenizer
 

@@ -40,7 +40,7 @@ def sweep(scales:Sequence[float]=SWEEP_SCALES, # common s of heads 2..n, one run
           out_dir:str|Path='runs/sweep', # one run folder per scale inside, `scale-<s>`
           quick:bool=True, # the quick preset (False: the full experiment)
           config_file:str|Path|None=None, # JSON/YAML of config fields shared by every run
-          **overrides, # more shared config fields (e.g. `trunk`, `cache_dir`, `n_heads`)
+          **overrides, # more shared config fields (e.g. `trunk`, `n_heads`)
          )->list[dict]: # one row per scale (see `sweep_row`)
     "Train one run per trunk-gradient scale of heads 2..n, all else equal; return each run's per-head accuracy."
     rows = []
@@ -118,14 +118,13 @@ def mtp_sweep(out_dir:str='runs/sweep', # one run folder per scale inside, plus 
               full:bool=False, # full runs (the experiment's 3 epochs) instead of the quick preset: slower, closer to the real answer
               config:str=None, # JSON/YAML file of MTPConfig fields shared by every run, e.g. another trunk or data set
               trunk:str=None, # hub id or local folder of the trunk, to sweep on another model (default: embedded tiny LLaMA)
-              cache_dir:str=None, # where the embedded trunk is cached, to share one cache (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
               n_heads:int=None, # heads per run, to sweep with fewer or more heads (default: the config's, 4)
              ):
     "Train one run per trunk-gradient scale of heads 2..n (all else equal) and tabulate every head's held-out accuracy."
     values = parse_scales(scales)
     check_writable(out_dir, '--out_dir')
     if n_heads is not None: check_number('--n_heads', n_heads, 1, integer=True)
-    flags = {k: v for k, v in dict(trunk=trunk, cache_dir=cache_dir, n_heads=n_heads).items() if v is not None}
+    flags = {k: v for k, v in dict(trunk=trunk, n_heads=n_heads).items() if v is not None}
     for s in values: sweep_config(s, Path(out_dir)/f'scale-{s:g}', not full, config, **flags)   # every config checked first
     rows = sweep(values, out_dir, not full, config, **flags)
     save_sweep(rows, out_dir, sweep_command(out_dir, values, full, config, **flags))

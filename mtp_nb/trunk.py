@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_trunk.ipynb #f775f180
 from __future__ import annotations
-import hashlib, json, math, os, shutil, time
+import hashlib, json, math, os, re, shutil, time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 import torch
@@ -13,10 +13,11 @@ from .data import collate, ngram_metrics, tokenize_dataset
 from .reasoning import TOKEN_PATTERN, reasoning_dataset
 
 # %% auto #0
-__all__ = ['SPECIAL_TOKENS', 'TINY_RECIPE', 'LLAMA_FAMILY', 'DTYPES', 'TINY_SIZES', 'train_tokenizer', 'next_token_metrics',
-           'bigram_metrics', 'TrunkRecipe', 'check_recipe', 'default_trunk_dir', 'build_trunk', 'check_llama_family',
-           'freeze', 'parse_dtype', 'resolve_trunk', 'ensure_default_trunk', 'load_trunk', 'tiny_causal_lm',
-           'format_report', 'recipe_from_json', 'mtp_trunk']
+__all__ = ['SPECIAL_TOKENS', 'TINY_RECIPE', 'REPORT', 'HELD_OUT_CHECK', 'LLAMA_FAMILY', 'DTYPES', 'EMBEDDED_NAME', 'TINY_SIZES',
+           'train_tokenizer', 'next_token_metrics', 'bigram_metrics', 'TrunkRecipe', 'check_recipe',
+           'default_trunk_dir', 'shipped_trunk_dir', 'shipped_report', 'file_sha256', 'held_out_check', 'build_trunk',
+           'check_llama_family', 'freeze', 'parse_dtype', 'resolve_trunk', 'ensure_default_trunk', 'load_trunk',
+           'tiny_causal_lm', 'format_report', 'compare_reports', 'rebuild_trunk', 'recipe_from_json', 'mtp_trunk']
 
 # %% ../nbs/03_trunk.ipynb #1a720a50
 SPECIAL_TOKENS = ['<|eos|>', '<|pad|>']
@@ -110,10 +111,21 @@ def check_recipe(recipe:TrunkRecipe)->None:
 TINY_RECIPE = TrunkRecipe(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                           num_attention_heads=2, epochs=0.5) # a trunk of the default's kind (its vocabulary bound too), built in seconds: for tests
 
+REPORT = 'trunk_report.json' # what a built trunk says about itself, beside its weights
+
 def default_trunk_dir(cache_dir:str|Path|None=None, recipe:TrunkRecipe=TrunkRecipe())->Path:
-    "Where the default trunk lives: `cache_dir`, else `$MTP_NB_CACHE`, else `~/.cache/mtp_nb`."
+    "Where a trunk built from `recipe` is cached: `cache_dir`, else `$MTP_NB_CACHE`, else `~/.cache/mtp_nb`."
     root = cache_dir or os.environ.get('MTP_NB_CACHE') or Path.home()/'.cache'/'mtp_nb'
     return Path(root).expanduser()/recipe.key()
+
+def shipped_trunk_dir()->Path:
+    "The embedded default trunk as the package ships it: `TrunkRecipe()` built once by `mtp_trunk --rebuild --ship`."
+    import mtp_nb
+    return Path(mtp_nb.__file__).parent/'embedded_trunk'
+
+def shipped_report()->dict:
+    "The shipped trunk's report: its recipe and the recipe's key, held-out metrics, the weights' SHA-256."
+    return json.loads((shipped_trunk_dir()/REPORT).read_text())
 
 # %% ../nbs/03_trunk.ipynb #669371ad
 def _llama(recipe:TrunkRecipe, tok)->'LlamaForCausalLM':
@@ -139,6 +151,21 @@ def _pretrain(model, tok, train_ds, recipe:TrunkRecipe, work_dir:Path):
     Trainer(model=model, args=args, train_dataset=train_ds, data_collator=collator).train()
 
 # %% ../nbs/03_trunk.ipynb #a031d0ae
+HELD_OUT_CHECK = 100 # held-out examples the report scores apart, so that a test re-scores a trunk in seconds
+
+def file_sha256(path:str|Path)->str:
+    "The SHA-256 of a file's bytes."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def held_out_check(model, tok, recipe:TrunkRecipe=TrunkRecipe())->dict:
+    "Next-token metrics on the recipe's first `HELD_OUT_CHECK` held-out examples (`next_token_metrics` plus n_examples)."
+    # 01_reasoning cuts train, eval, pretrain from one stream in that order: the eval split needs no pretraining split
+    data = reasoning_dataset(n_pretrain=0, n_eval=min(HELD_OUT_CHECK, recipe.n_eval), seed=recipe.seed, max_tokens=recipe.max_tokens)
+    return dict(n_examples=len(data['eval']), **next_token_metrics(model, tokenize_dataset(data['eval'], tok), tok.pad_token_id))
+
 def build_trunk(out_dir:str|Path, # folder to create
                 recipe:TrunkRecipe=TrunkRecipe(),
                )->dict:
@@ -152,14 +179,16 @@ def build_trunk(out_dir:str|Path, # folder to create
     model = _llama(recipe, tok)
     with atomic_dir(out_dir, replace=False) as tmp:            # kept as it is if another process finished first
         _pretrain(model, tok, train_ds.select_columns(['input_ids']), recipe, tmp/'trainer')
-        report = dict(recipe=asdict(recipe), build_seconds=round(time.time() - t0, 1), vocab_size=len(tok),
-                      n_params=sum(p.numel() for p in model.parameters()),
-                      model=next_token_metrics(model, eval_ds, tok.pad_token_id),
-                      bigram=bigram_metrics(train_ds, eval_ds, len(tok)))
+        seconds = round(time.time() - t0, 1)
         shutil.rmtree(tmp/'trainer')
         model.config.use_cache = True                          # Trainer turned it off; generate wants it on
         model.save_pretrained(tmp); tok.save_pretrained(tmp)
-        (tmp/'trunk_report.json').write_text(json.dumps(report, indent=1))
+        report = dict(recipe=asdict(recipe), key=recipe.key(), build_seconds=seconds, vocab_size=len(tok),
+                      n_params=sum(p.numel() for p in model.parameters()),
+                      model=next_token_metrics(model, eval_ds, tok.pad_token_id),
+                      bigram=bigram_metrics(train_ds, eval_ds, len(tok)), check=held_out_check(model, tok, recipe),
+                      weights_sha256=file_sha256(tmp/'model.safetensors'))
+        (tmp/REPORT).write_text(json.dumps(report, indent=1))
     return report
 
 # %% ../nbs/03_trunk.ipynb #ab27aa38
@@ -200,9 +229,19 @@ def _looks_local(name:str)->bool:
     "A path, not a hub id (`org/name`)."
     return name.startswith(('/', '.', '~')) or name.count('/') > 1 or os.sep != '/' and os.sep in name
 
+EMBEDDED_NAME = re.compile(r'tiny-llama-[0-9a-f]{10}') # the name of an embedded trunk: its recipe's key
+
 def resolve_trunk(name_or_path:str|Path)->str|Path:
-    "A hub id as it is, or a local model folder checked to be one (one-line `InputError` otherwise)."
+    "A hub id as it is, the shipped trunk by its name, or a local model folder checked to be one (one-line `InputError` otherwise)."
     name, path = str(name_or_path), Path(name_or_path).expanduser()
+    if EMBEDDED_NAME.fullmatch(name) and not path.exists():                 # a recipe's key, not a folder here
+        if name != TrunkRecipe().key(): raise InputError(
+            f"{name} is an embedded trunk of another recipe than the one this mtp_nb ships ({TrunkRecipe().key()}): "
+            "build that recipe with mtp_trunk --recipe and pass the folder it prints")
+        if not (shipped_trunk_dir()/'model.safetensors').exists(): raise InputError(
+            f"this installation of mtp_nb lacks its embedded trunk ({shown(shipped_trunk_dir())}): "
+            "reinstall mtp_nb, or build it with mtp_trunk --rebuild and pass the folder it prints")
+        return shipped_trunk_dir()
     if not (path.exists() or _looks_local(name)): return name                # a hub id
     kind = folder_kind(path)
     if kind == 'missing': raise InputError(f"no model folder at {name}: pass an existing folder, a hub id, or None for the embedded default")
@@ -213,7 +252,7 @@ def resolve_trunk(name_or_path:str|Path)->str|Path:
 
 # %% ../nbs/03_trunk.ipynb #16fce51b
 def ensure_default_trunk(cache_dir:str|Path|None=None, recipe:TrunkRecipe=TrunkRecipe())->Path:
-    "The default trunk's folder, built first if it is not there (one builder at a time)."
+    "The folder of a trunk built from `recipe` in the cache, built first if it is not there (one builder at a time)."
     from filelock import FileLock
     path = default_trunk_dir(cache_dir, recipe)
     if path.exists(): return path
@@ -221,28 +260,33 @@ def ensure_default_trunk(cache_dir:str|Path|None=None, recipe:TrunkRecipe=TrunkR
     except OSError as e: raise InputError(f"cannot make the trunk cache folder {path.parent}: {first_line(e)}") from None
     with FileLock(str(path) + '.lock'):
         if not path.exists():
-            print(f"building the default trunk {path.name} (once; a few minutes on a CPU; `mtp_trunk` says where it is cached)")
+            print(f"building the trunk {path.name} (once; minutes on a CPU; `mtp_trunk` says where it is cached)")
             build_trunk(path, recipe)
     return path
 
-def load_trunk(name_or_path:str|Path|None=None, # hub id, local folder, or None for the embedded default
-               cache_dir:str|Path|None=None, # where the default is cached (else $MTP_NB_CACHE, else ~/.cache/mtp_nb)
+# %% ../nbs/03_trunk.ipynb #9456333b
+def load_trunk(name_or_path:str|Path|None=None, # hub id, local folder, or None for the embedded default (shipped)
+               cache_dir:str|Path|None=None, # where a recipe other than the shipped one is built (else $MTP_NB_CACHE, else ~/.cache/mtp_nb)
                dtype:str|torch.dtype=torch.float32, # the weights' dtype, e.g. 'bfloat16'
-               recipe:TrunkRecipe=TrunkRecipe(), # how the default is built
+               recipe:TrunkRecipe=TrunkRecipe(), # with `None`: `TrunkRecipe()` is the shipped trunk, another is built once
                tokenizer:bool=True, # load the tokenizer (False: None in its place)
                model:bool=True, # load the model (False: None in its place, e.g. to check data before loading weights)
               )->tuple: # the model (frozen, eval mode) and its tokenizer
     "Load a Llama-family causal LM and its tokenizer, frozen and in eval mode."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     dtype = parse_dtype(dtype)
-    path = ensure_default_trunk(cache_dir, recipe) if name_or_path is None else resolve_trunk(name_or_path)
+    if name_or_path is None:                                   # the shipped trunk by its name, another recipe built in the cache
+        name_or_path = recipe.key() if recipe == TrunkRecipe() else ensure_default_trunk(cache_dir, recipe)
+    path = resolve_trunk(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(path) if tokenizer else None
         lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype) if model else None
     except (OSError, ValueError) as e:
         what = ' and its tokenizer' if tokenizer and model else ('' if model else "'s tokenizer")
         raise InputError(f"could not load a causal LM{what} from {name_or_path}: {first_line(e)}") from None
-    if lm is not None: check_llama_family(lm)
+    if lm is not None:
+        check_llama_family(lm)
+        if path == shipped_trunk_dir(): lm.name_or_path = lm.config._name_or_path = TrunkRecipe().key()   # its name, not this machine's path
     return (freeze(lm) if lm is not None else None), tok
 
 # %% ../nbs/03_trunk.ipynb #22a71b03
@@ -274,6 +318,25 @@ def format_report(report:dict)->str:
                               f"vocab {report['vocab_size']}), {r['n_pretrain']} pretraining examples, "
                               f"built in {report['build_seconds']:.0f} s; scored on {report['model']['n_tokens']} held-out tokens.")
 
+def compare_reports(shipped:dict, # the shipped trunk's report
+                    rebuilt:dict, # the report of a trunk built here from the same recipe
+                   )->str:
+    "A markdown table of how far a rebuilt trunk's held-out numbers are from the shipped trunk's."
+    rows = ['| held-out next-token | shipped | rebuilt here | difference |', '|---|---|---|---|']
+    for name, key, fmt, unit in (('top-1 accuracy', 'accuracy', '{:.2%}', 100), ('perplexity', 'perplexity', '{:.3f}', 1)):
+        old, new = shipped['model'][key], rebuilt['model'][key]
+        rows.append(f"| {name} | {fmt.format(old)} | {fmt.format(new)} | {(new - old) * unit:+.2f}{' pt' if unit == 100 else ''} |")
+    same = rebuilt.get('weights_sha256') == shipped.get('weights_sha256')
+    return '\n'.join(rows) + f"\n\nweights {'identical to' if same else 'differ from'} the shipped ones (SHA-256)."
+
+def rebuild_trunk(cache_dir:str|Path|None=None, # where to build (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
+                  recipe:TrunkRecipe=TrunkRecipe(),
+                 )->Path:
+    "Build `recipe`'s trunk from scratch into the cache, replacing what is there; its folder."
+    path = default_trunk_dir(cache_dir, recipe)
+    shutil.rmtree(path, ignore_errors=True)
+    return ensure_default_trunk(cache_dir, recipe)
+
 def recipe_from_json(text:str|None, # a JSON object of the fields to change, or a path to a file holding one
                     )->TrunkRecipe:
     "A checked `TrunkRecipe` from a JSON object of the fields to change (or a path to such a file)."
@@ -290,14 +353,22 @@ def recipe_from_json(text:str|None, # a JSON object of the fields to change, or 
     return replace(recipe, **{k: int(v) for k, v in values.items() if k in _RECIPE_LOW})   # 64.0 -> 64: the same key
 
 @command
-def mtp_trunk(cache_dir:str=None, # where the default trunk is cached (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
-              rebuild:bool=False, # build again even if cached, e.g. after a failed or interrupted build
-              recipe:str=None, # JSON (or a JSON file) of TrunkRecipe fields to change, to try another size
+def mtp_trunk(cache_dir:str=None, # where other recipes and rebuilds are cached (default: $MTP_NB_CACHE, else ~/.cache/mtp_nb)
+              rebuild:bool=False, # build from scratch into the cache (the default recipe: then compare with the shipped trunk)
+              recipe:str=None, # JSON (or a JSON file) of TrunkRecipe fields to change, to try another size (built once, cached)
+              ship:bool=False, # with --rebuild of the default recipe: replace the package's shipped trunk with the new build
              ):
-    "Build (once) and load the embedded default trunk; print its held-out next-token accuracy vs a bigram table."
+    "Show the shipped default trunk, or build another recipe once; print the held-out next-token accuracy vs a bigram table."
     r = recipe_from_json(recipe)
-    path = default_trunk_dir(cache_dir, r)
-    if rebuild: shutil.rmtree(path, ignore_errors=True)
-    load_trunk(None, cache_dir=cache_dir, recipe=r)
-    print(f"trunk: {shown(path)}\n")
-    print(format_report(json.loads((path/'trunk_report.json').read_text())))
+    default = r == TrunkRecipe()
+    if ship and not (rebuild and default): raise InputError("--ship replaces the shipped trunk: use it with --rebuild and no --recipe")
+    if default and not rebuild: path = shipped_trunk_dir(); load_trunk()     # checked to load
+    else: path = rebuild_trunk(cache_dir, r) if rebuild else ensure_default_trunk(cache_dir, r)
+    report = json.loads((path/REPORT).read_text())
+    print(f"trunk: {shown(path)}" + (' (shipped with mtp_nb)' if path == shipped_trunk_dir() else '') + '\n')
+    print(format_report(report))
+    if default and rebuild:
+        print('\n' + compare_reports(shipped_report(), report))
+        if ship:
+            with atomic_dir(shipped_trunk_dir()) as tmp: shutil.copytree(path, tmp, dirs_exist_ok=True)
+            print(f"\nshipped: {shown(shipped_trunk_dir())} now holds this build; commit it with the outputs it changes")

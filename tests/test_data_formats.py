@@ -5,7 +5,7 @@ lengths; the filter's counts printed and saved, the completion alone scored, ste
 import json
 from pathlib import Path
 import pytest
-from conftest import refused, run_cmd
+from conftest import refused, run_cmd, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT/'configs'/'r1-experiment-1.5b.yaml'
@@ -68,11 +68,11 @@ def test_chat_without_template_and_too_long_are_refused(trunk, tmp_path):
     write_chat(tmp_path/'set.jsonl')
     r = run_cmd('mtp_train', '--trunk', trunk, '--data', tmp_path/'set.jsonl', *RUN, '--run_dir', tmp_path/'run', cwd=tmp_path)
     refused(r, 'mtp_train', "holds chats, and the trunk's tokenizer has no chat template to render them: pass --chat_template")
-    r = run_cmd('mtp_train', '--trunk', trunk, '--data', tmp_path/'set.jsonl', '--chat_template', 'chatml', *RUN,
-                '--run_dir', tmp_path/'run', cwd=tmp_path)
+    r = run_main('mtp_train', '--trunk', trunk, '--data', tmp_path/'set.jsonl', '--chat_template', 'chatml', *RUN,
+                 '--run_dir', tmp_path/'run', cwd=tmp_path)   # the first through the script, these two in this process
     refused(r, 'mtp_train', "--chat_template 'chatml' is neither a file nor a Jinja template")
     context = json.loads((Path(trunk)/'config.json').read_text())['max_position_embeddings']
-    r = run_cmd('mtp_train', '--trunk', trunk, *RUN, '--max_tokens', context, '--run_dir', tmp_path/'run', cwd=tmp_path)
+    r = run_main('mtp_train', '--trunk', trunk, *RUN, '--max_tokens', context, '--run_dir', tmp_path/'run', cwd=tmp_path)
     refused(r, 'mtp_train', f"--max_tokens {context} (+1 for EOS) is past the trunk's context of {context} tokens")
     assert not (tmp_path/'run').exists()
 

@@ -8,7 +8,7 @@ from mtp_nb.core import HEADS_CONFIG
 from mtp_nb.decoding import generate, heldout_prompts, load_for_decoding
 from mtp_nb.heads import HEADS_WEIGHTS
 from mtp_nb.train import train
-from conftest import TINY_RUN, refused, run_cmd
+from conftest import TINY_RUN, refused, run_cmd, run_main
 
 
 @pytest.fixture(scope='module')
@@ -19,6 +19,10 @@ def folders(trunk, tmp_path_factory):
     mtp, _ = load_for_decoding(root/'run')
     mtp.save_pretrained(root/'heads', trunk_layers=True)
     return root, heldout_prompts(3)
+
+def generate_refused(root, *args):
+    "mtp_generate's bad input, in this process (test_bad_input_is_one_line's first case goes through its real script)."
+    return run_main('mtp_generate', *args, cwd=root)
 
 def generate_cmd(root, *args):
     "mtp_generate on one thread (unless the test sets --threads); bytes, since random text may hold a \\r."
@@ -60,17 +64,17 @@ def test_bad_input_is_one_line(folders, trunk, tmp_path):
              (['run', '--dtype', 'int8'], "unknown dtype 'int8': use one of float32, bfloat16, float16, float64"),
              (['run', '--prompt', ''], 'every prompt needs at least one token'),
              ([broken], 'is an empty folder: pass a finished run folder')]
-    for args, message in cases: refused(generate_cmd(root, *args), 'mtp_generate', message)
+    for i, (args, message) in enumerate(cases): refused((generate_cmd if i == 0 else generate_refused)(root, *args), 'mtp_generate', message)
     (broken/HEADS_CONFIG).write_text(json.dumps({**meta, 'trunk': None}))
-    refused(generate_cmd(root, broken), 'mtp_generate', 'names no trunk (the model was built in memory): pass --trunk')
+    refused(generate_refused(root, broken), 'mtp_generate', 'names no trunk (the model was built in memory): pass --trunk')
     (broken/HEADS_CONFIG).write_text('{"n_heads": 3')
-    refused(generate_cmd(root, broken), 'mtp_generate', 'is not valid JSON')
+    refused(generate_refused(root, broken), 'mtp_generate', 'is not valid JSON')
     (broken/HEADS_CONFIG).write_text(json.dumps(meta))                     # the right JSON, a damaged weights file
     (broken/HEADS_WEIGHTS).write_bytes(b'not safetensors')
-    refused(generate_cmd(root, broken), 'mtp_generate', f'cannot read {broken/HEADS_WEIGHTS} (')
+    refused(generate_refused(root, broken), 'mtp_generate', f'cannot read {broken/HEADS_WEIGHTS} (')
     (broken/HEADS_WEIGHTS).write_bytes((root/'heads'/HEADS_WEIGHTS).read_bytes())
     (broken/HEADS_CONFIG).write_text(json.dumps({**meta, 'hidden_size': 64}))
-    refused(generate_cmd(root, broken), 'mtp_generate', 'do not fit this trunk (hidden_size: heads 64, trunk 32)')
+    refused(generate_refused(root, broken), 'mtp_generate', 'do not fit this trunk (hidden_size: heads 64, trunk 32)')
 
 def test_spec_bench_command(folders, trunk, tmp_path):
     "mtp_spec_bench on a run folder: the table on stdout (peers, chain, tree, sampling), and table, numbers, plot and tree written into the folder."
@@ -95,10 +99,10 @@ def test_spec_bench_command(folders, trunk, tmp_path):
                           (['run', '--tree', 'run/tree.json', '--temperature', '1'], 'a draft tree is verified greedily'),
                           (['run', '--tree', tmp_path/'bad.json'], 'path [1, 0] is missing'),
                           (['run', '--tree', 'run/spec_bench.md'], 'is not a draft tree\'s JSON')):
-        refused(generate_cmd(root, *args), 'mtp_generate', message)
+        refused(generate_refused(root, *args), 'mtp_generate', message)
     for args, message in ((['nope'], 'is nothing (no such path)'), (['run', '--n_prompts', 0], '--n_prompts must be a whole number >= 1'),
                           (['run', '--seed', -2], '--seed must be a whole number in [0, 4.29497e+09], got -2'),
                           (['run', '--tree_nodes', -1], '--tree_nodes must be a whole number >= 0'),
                           (['run', '--temperatures', 'hot'], '--temperatures must be numbers separated by commas'),
                           (['run', '--assistant', tmp_path/'nothing'], 'nothing')):
-        refused(run_cmd('mtp_spec_bench', *args, cwd=root), 'mtp_spec_bench', message)
+        refused((run_cmd if args == ['nope'] else run_main)('mtp_spec_bench', *args, cwd=root), 'mtp_spec_bench', message)   # one through its script

@@ -6,7 +6,7 @@ from mtp_nb.config import MTPConfig
 from mtp_nb.consistency import EVAL_FILES
 from mtp_nb.sweep import SWEEP_FILES
 from mtp_nb.train import train
-from conftest import TINY_RUN, refused, run_cmd
+from conftest import TINY_RUN, refused, run_cmd, run_main
 
 
 @pytest.fixture(scope='module')
@@ -32,11 +32,12 @@ def test_mtp_eval_writes_numbers_and_plots(finished):
 
 def test_mtp_eval_refuses_what_is_not_a_finished_run(finished, trunk):
     tmp, _ = finished
-    refused(run_cmd('mtp_eval', 'nowhere', cwd=tmp), 'mtp_eval', 'load_run nowhere is nothing (no such path), not a run folder')
-    refused(run_cmd('mtp_eval', trunk, cwd=tmp), 'mtp_eval', 'is a model folder (an HF config.json and weights), not a run folder')
-    refused(run_cmd('mtp_eval', 'run/final', cwd=tmp), 'mtp_eval', 'is a heads folder (written by MTPModel.save_pretrained), not a run folder')
-    refused(run_cmd('mtp_eval', 'run', '--batch_size', 0, cwd=tmp), 'mtp_eval', '--batch_size must be a whole number >= 1, got 0')
-    refused(run_cmd('mtp_eval', cwd=tmp), 'mtp_eval', 'the following arguments are required: run_dir')
+    refused(run_cmd('mtp_eval', 'nowhere', cwd=tmp),   # through its real script; the rest in this process
+            'mtp_eval', 'load_run nowhere is nothing (no such path), not a run folder')
+    refused(run_main('mtp_eval', trunk, cwd=tmp), 'mtp_eval', 'is a model folder (an HF config.json and weights), not a run folder')
+    refused(run_main('mtp_eval', 'run/final', cwd=tmp), 'mtp_eval', 'is a heads folder (written by MTPModel.save_pretrained), not a run folder')
+    refused(run_main('mtp_eval', 'run', '--batch_size', 0, cwd=tmp), 'mtp_eval', '--batch_size must be a whole number >= 1, got 0')
+    refused(run_main('mtp_eval', cwd=tmp), 'mtp_eval', 'the following arguments are required: run_dir')
 
 def test_mtp_sweep_one_run_per_scale(finished, trunk):
     tmp, _ = finished
@@ -61,5 +62,6 @@ def test_mtp_sweep_one_run_per_scale(finished, trunk):
     (['--config', 'nope.yaml'], 'no config file at nope.yaml'),
 ])
 def test_mtp_sweep_bad_input_before_any_run(tmp_path, args, message):
-    refused(run_cmd('mtp_sweep', *args, '--out_dir', 'sweep', cwd=tmp_path), 'mtp_sweep', message)
+    run = run_cmd if args == ['--scales', '0,nan'] else run_main   # one through its real script, the rest in this process
+    refused(run('mtp_sweep', *args, '--out_dir', 'sweep', cwd=tmp_path), 'mtp_sweep', message)
     assert not (tmp_path/'sweep').exists()

@@ -3,7 +3,7 @@ import json, statistics
 from pathlib import Path
 import pytest
 from mtp_nb.head_study import STUDY_FILES
-from conftest import refused, run_cmd
+from conftest import refused, run_cmd, run_main
 
 ARGS = ('--head_types', 'layer,medusa', '--recipes', 'tuned', '--seeds', '0,1', '--n_train', 16, '--n_eval', 16, '--n_prompts', 2,
         '--max_new_tokens', 8, '--n_heads', 3)
@@ -48,8 +48,8 @@ def test_study_resumes_what_is_missing(study, trunk):
     assert json.loads((tmp/'study'/'measures'/'tuned-medusa-seed0.json').read_text()) == kept
 
 def test_bad_input_is_one_line(tmp_path):
-    for args, message in ((['--head_types', 'layer,eagle'], '--head_types takes names from layer, medusa, sequential'),
+    for i, (args, message) in enumerate(((['--head_types', 'layer,eagle'], '--head_types takes names from layer, medusa, sequential'),
                           (['--recipes', 'fast'], '--recipes takes names from experiment, tuned'),
                           (['--seeds', '0,a'], '--seeds must be whole numbers separated by commas'),
-                          (['--n_train', 0], '--n_train must be a whole number >= 1, got 0')):
-        refused(run_cmd('mtp_head_study', *args, cwd=tmp_path), 'mtp_head_study', message)
+                          (['--n_train', 0], '--n_train must be a whole number >= 1, got 0'))):   # the first through its real script, the rest in this process
+        refused((run_cmd if i == 0 else run_main)('mtp_head_study', *args, cwd=tmp_path), 'mtp_head_study', message)

@@ -1,7 +1,7 @@
 "The real-size commands in their own processes: mtp_plan on the shipped 1.5B config and on bad input, a bf16 run end to end, and the GPU check script's CPU path."
 import json, py_compile, subprocess, sys
 from pathlib import Path
-from conftest import TINY_RUN, offline_env, refused, run_cmd
+from conftest import TINY_RUN, offline_env, refused, run_cmd, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT/'bench'/'gpu_check.py'
@@ -20,10 +20,14 @@ def test_plan_tiny_config(tmp_path):
 
 def test_plan_refuses_bad_input(tmp_path):
     refused(run_cmd('mtp_plan', '--trunk', tmp_path/'nothing', cwd=tmp_path), 'mtp_plan', 'cannot read a model config')
-    refused(run_cmd('mtp_plan', '--batch_size', 0, cwd=tmp_path), 'mtp_plan', '--batch_size must be a whole number >= 1')
-    refused(run_cmd('mtp_plan', '--trunk', ROOT/'configs'/'deepseek-r1-distill-qwen-1.5b', '--dtype', 'int4', cwd=tmp_path),
+    refused(run_main('mtp_plan', '--batch_size', 0, cwd=tmp_path), 'mtp_plan', '--batch_size must be a whole number >= 1')
+    refused(run_main('mtp_plan', '--trunk', ROOT/'configs'/'deepseek-r1-distill-qwen-1.5b', '--dtype', 'int4', cwd=tmp_path),
             'mtp_plan', '--dtype must be one of')
-    refused(run_cmd('mtp_plan', cwd=tmp_path), 'mtp_plan', 'run mtp_trunk first, or pass --trunk')
+
+def test_plan_without_a_trunk_plans_the_shipped_one(tmp_path):
+    r = run_cmd('mtp_plan', '--seq_len', 64, '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith('llama, ') and '| **total** |' in r.stdout, r.stdout[:500]
 
 def test_bf16_run_end_to_end(tmp_path, trunk):
     "A bfloat16, chunked, checkpointed run trains, writes its folder, and its final model loads; float16 is refused."

@@ -61,17 +61,36 @@ def test_final_loads_in_one_process(sharded_run, trunk):
     weights = final_weights(sharded_run)
     assert torch.equal(dict(model.named_parameters())['heads.1.mlp.down_proj.weight'], weights['1.mlp.down_proj.weight'])
 
+def process_tree(pid:int)->list[int]:
+    "`pid` and every process below it, from /proc (torchrun starts each worker in a session of its own: no killpg reaches it)."
+    children = {}
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try: ppid = int(stat.read_text().rsplit(')', 1)[1].split()[1])
+        except (OSError, IndexError, ValueError): continue     # gone meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo: tree.append(todo.pop()); todo += children.get(tree[-1], [])
+    return tree
+
+def alive(pid:int)->bool:
+    "A process still running: neither gone nor a zombie."
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError): return False
+
 def test_killed_sharded_run_resumes_equal(trunk, sharded_run, tmp_path):
     run_dir = tmp_path/'run'
     with open(tmp_path/'killed.log', 'w') as log:
         p = subprocess.Popen(command('--trunk', trunk, *RUN, *SHARDED, '--run_dir', run_dir, sharded=True), stdout=log, stderr=log,
-                             env=offline_env(tmp_path), cwd=tmp_path, start_new_session=True)   # its own group: torchrun and both workers
+                             env=offline_env(tmp_path), cwd=tmp_path)
         while not (run_dir/'checkpoints'/'step-000004').is_dir():
             assert p.poll() is None, (tmp_path/'killed.log').read_text()[-3000:]
             time.sleep(0.002)
-        os.killpg(p.pid, signal.SIGKILL)       # mid-epoch: the first checkpoint is at step 4 of 6
+        tree = process_tree(p.pid)               # torchrun and both workers: mid-epoch, the first checkpoint is at step 4 of 6
+        for pid in reversed(tree): os.kill(pid, signal.SIGKILL)
         p.wait()
-    assert not (run_dir/'final').exists()
+        assert len(tree) >= 3, tree
+        while any(map(alive, tree)): time.sleep(0.01)
+    assert not (run_dir/'final').exists() and not (run_dir/'checkpoints'/'step-000012').exists()
     r = mtp_train(tmp_path, '--resume', run_dir, sharded=True)
     assert r.returncode == 0, r.stderr[-3000:]
     want, got = final_weights(sharded_run), final_weights(run_dir)

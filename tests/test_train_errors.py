@@ -4,13 +4,14 @@ and rows with holes only warn."""
 import json, shutil
 from pathlib import Path
 import pytest
-from conftest import refused, run_cmd
+from conftest import refused, run_cmd, run_main
 
 # 24 examples in steps of 4, one epoch: a 6-step run that takes seconds (part of it from a config file)
 SMALL = "n_train: 24\nn_eval: 8\nmax_tokens: 96\nepochs: 1\nbatch_size: 4\nlr: 1e-3\n"
 FLAGS = ['--ckpt_every', '4', '--cpu']
 
 def mtp_train(tmp:Path, *args): return run_cmd('mtp_train', *args, cwd=tmp)
+def refuse(tmp:Path, *args): return run_main('mtp_train', *args, cwd=tmp)   # bad input in this process: test_existing_run_folder_is_not_overwritten goes through the script
 
 def snapshot(folder:Path)->dict:
     "Every file under `folder` with its size and modification time."
@@ -47,7 +48,7 @@ def test_freeze_longer_than_the_run_warns_in_one_line(finished):
     (['--head_type', 'medusa', '--medusa_blocks', '0'], '--medusa_blocks must be a whole number >= 1, got 0'),
 ])
 def test_numbers_out_of_range_or_not_finite(tmp_path, args, message):
-    refused(mtp_train(tmp_path, *args, '--run_dir', tmp_path/'run'), 'mtp_train', message)
+    refused(refuse(tmp_path, *args, '--run_dir', tmp_path/'run'), 'mtp_train', message)
     assert not (tmp_path/'run').exists()
 
 @pytest.mark.parametrize('args, message', [
@@ -59,7 +60,7 @@ def test_numbers_out_of_range_or_not_finite(tmp_path, args, message):
 ])
 def test_per_head_lists_and_mappings(tmp_path, args, message):
     run_dir = [] if '--run_dir' in args else ['--run_dir', tmp_path/'run']
-    refused(mtp_train(tmp_path, *args, *run_dir), 'mtp_train', message)
+    refused(refuse(tmp_path, *args, *run_dir), 'mtp_train', message)
     assert not (tmp_path/'run').exists()
 
 def test_config_files(tmp_path):
@@ -75,7 +76,7 @@ def test_config_files(tmp_path):
              ('model/config.json', 'is an HF model config, not a run config: pass its folder as --trunk'),
              ('model', 'is a folder, not a config file')]
     for name, message in cases:
-        refused(mtp_train(tmp_path, '--config', name, '--run_dir', tmp_path/'run'), 'mtp_train', message)   # as typed in the folder
+        refused(refuse(tmp_path, '--config', name, '--run_dir', tmp_path/'run'), 'mtp_train', message)   # as typed in the folder
     assert not (tmp_path/'run').exists()
 
 def test_data_files_that_do_not_parse_or_fit(trunk, tmp_path):
@@ -93,7 +94,7 @@ def test_data_files_that_do_not_parse_or_fit(trunk, tmp_path):
              (['--data', 'holes.jsonl'], "every one of its 3 rows is unusable (first: row 0: column 'text' is empty)"),
              (['--data', trunk], 'is a model folder (an HF config.json and weights), not a data set')]
     for args, message in cases:
-        refused(mtp_train(tmp_path, '--trunk', trunk, *args, '--run_dir', tmp_path/'run'), 'mtp_train', message)
+        refused(refuse(tmp_path, '--trunk', trunk, *args, '--run_dir', tmp_path/'run'), 'mtp_train', message)
     assert not (tmp_path/'run').exists()
 
 def test_rows_with_holes_are_dropped_with_one_counted_warning(trunk, tmp_path):
@@ -124,7 +125,7 @@ def test_folders_of_the_wrong_kind(trunk, finished, tmp_path):
              (['--resume', run_dir, '--lr', '1e-3'], '--resume continues a run with its saved config: drop --lr'),
              (['--resume', run_dir, '--head_type', 'medusa'], '--resume continues a run with its saved config: drop --head_type')]
     before = snapshot(run_dir)
-    for args, message in cases: refused(mtp_train(tmp_path, *args), 'mtp_train', message)
+    for args, message in cases: refused(refuse(tmp_path, *args), 'mtp_train', message)
     assert snapshot(run_dir) == before
     assert sorted(p.name for p in (tmp_path/'notes').iterdir()) == ['x.txt']
 
@@ -140,5 +141,5 @@ def test_corrupt_checkpoint_is_refused(finished, tmp_path):
     for damage in ('optimizer.pt', 'model/mtp_heads.safetensors', 'state.json'):
         (run_dir/'checkpoints'/'step-000006'/damage).write_bytes(b'truncated')
         before = snapshot(run_dir)
-        refused(mtp_train(tmp_path, '--resume', run_dir), 'mtp_train', 'step-000006 is corrupt or does not fit this run')
+        refused(refuse(tmp_path, '--resume', run_dir), 'mtp_train', 'step-000006 is corrupt or does not fit this run')
         assert snapshot(run_dir) == before
