@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #032d3493
 from __future__ import annotations
-import json, logging, math, warnings
+import hashlib, json, logging, math, os, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import datasets
@@ -15,9 +15,9 @@ from .reasoning import answer_of, format_example, same_answer, token_lengths
 
 # %% auto #0
 __all__ = ['BUILDERS', 'ROLES', 'FORMS', 'AUTO_COLUMNS', 'SHAREGPT_ROLES', 'IGNORE_INDEX', 'quiet_datasets', 'source_form',
-           'check_columns', 'render_rows', 'text_lengths', 'filter_rows', 'load_reasoning', 'sample_rows',
-           'read_chat_template', 'tokenize_dataset', 'pad_id_of', 'collate', 'left_pad', 'TokenRows', 'batch_rows',
-           'tokenize_rows', 'head_targets', 'token_rows', 'ngram_metrics']
+           'check_columns', 'text_key', 'map_procs', 'render_rows', 'row_tokens', 'filter_rows', 'load_reasoning',
+           'sample_rows', 'read_chat_template', 'tokenize_dataset', 'pad_id_of', 'collate', 'left_pad', 'TokenRows',
+           'batch_rows', 'tokenize_rows', 'head_targets', 'token_rows', 'ngram_metrics']
 
 # %% ../nbs/02_data.ipynb #5577f47e
 BUILDERS = {'.json': 'json', '.jsonl': 'json', '.parquet': 'parquet', '.csv': 'csv'} # local file suffix -> datasets builder
@@ -158,17 +158,29 @@ def _render(row:dict, form:str, roles:dict, tokenizer)->dict:
         return out | dict(prompt=prompt, completion=_after_prompt(prompt, completion), reference='' if ref is None else str(ref))
     return out | dict(prompt=parts['prompt'] + '\n', completion=completion, reference='' if ref is None else str(ref))
 
+def text_key(text:str)->int:
+    "A 64-bit hash of a text, to find repeats without holding the texts (two of 160,000 prompts collide with odds ~1e-9)."
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), 'little', signed=True)
+
+def map_procs(n_rows:int, per_proc:int=4000)->int:
+    "Processes for a `datasets.map` over `n_rows`: the machine's cores once each has `per_proc` rows to do, else one."
+    return max(1, min(os.cpu_count() or 1, n_rows // per_proc))
+
 def render_rows(ds:datasets.Dataset, # the rows as loaded
                 form:str, roles:dict, # from `source_form`
                 tokenizer=None, # needed for chat (its template); a completion set uses the template when there is one
-               )->datasets.Dataset: # prompt, completion, text, templated, reference, bad (why a row is malformed, or '')
-    "Every row as the text a model is trained on, split into the prompt and the completion that follows it."
+               )->datasets.Dataset: # prompt, completion, text, templated, reference, bad; right, key; input_ids, scored_from, n_tokens
+    """Every row as the text a model is trained on, split into the prompt and the completion that follows it; what the
+    filter reads (its answer checked, a key of its prompt, its tokens counted); and its token ids, made once here."""
     templated = form == 'chat' or (form == 'completion' and tokenizer is not None and bool(tokenizer.chat_template))
     def batch(b:dict)->dict:
         rows = [_render({c: b[c][i] for c in roles.values()}, form, roles, tokenizer) for i in range(len(b[next(iter(b))]))]
         cols = {k: [r[k] for r in rows] for k in ('prompt', 'completion', 'reference', 'bad')}
-        return cols | dict(text=[p + c for p, c in zip(cols['prompt'], cols['completion'])], templated=[templated] * len(rows))
-    with quiet_datasets(): return ds.map(batch, batched=True, remove_columns=ds.column_names)
+        text = [p + c for p, c in zip(cols['prompt'], cols['completion'])]
+        return cols | dict(text=text, templated=[templated] * len(rows), key=[text_key(p or t) for p, t in zip(cols['prompt'], text)],
+                           right=[same_answer(answer_of(c), r) for c, r in zip(cols['completion'], cols['reference'])],
+                           **row_tokens(tokenizer, text, cols['prompt'], [templated] * len(rows)))
+    with quiet_datasets(): return ds.map(batch, batched=True, remove_columns=ds.column_names, num_proc=map_procs(len(ds)))
 
 # %% ../nbs/02_data.ipynb #d7e30d1e
 def _encode(tokenizer, texts:list[str], templated:list[bool], offsets:bool=False)->list[tuple]:
@@ -180,46 +192,51 @@ def _encode(tokenizer, texts:list[str], templated:list[bool], offsets:bool=False
         for j, i in enumerate(at): out[i] = (enc['input_ids'][j], enc['offset_mapping'][j] if offsets else None)
     return out
 
-def text_lengths(batch:dict, tokenizer=None)->list[int]:
-    "Tokens of each row's `text` as training reads it (EOS not counted); `TOKEN_PATTERN` pieces without a tokenizer."
-    if tokenizer is None: return token_lengths(batch['text'])
-    templated = batch.get('templated') or [False] * len(batch['text'])
-    return [len(ids) for ids, _ in _encode(tokenizer, batch['text'], templated)]
+def row_tokens(tokenizer, # the trunk's tokenizer; None counts `TOKEN_PATTERN` pieces (the embedded set's count)
+               texts:list[str], prompts:list[str], templated:list[bool], # a batch of rows, as `render_rows` makes them
+              )->dict: # input_ids (no EOS), scored_from (first position after the prompt), n_tokens; n_tokens alone without a tokenizer
+    "Each row's token ids as training reads them (EOS not yet appended), where its completion starts, and how many there are."
+    if tokenizer is None: return dict(n_tokens=token_lengths(texts))
+    enc = _encode(tokenizer, texts, templated, offsets=tokenizer.is_fast and any(prompts))
+    starts = [0 if not p else sum(1 for a, _ in spans if a < len(p)) if spans is not None   # a token across the seam counts as prompt
+              else len(tokenizer(p, add_special_tokens=not t)['input_ids'])                 # a slow tokenizer: no offsets
+              for (_, spans), p, t in zip(enc, prompts, templated)]
+    return dict(input_ids=[ids for ids, _ in enc], scored_from=starts, n_tokens=[len(ids) for ids, _ in enc])
 
-def _drop_malformed(ds:datasets.Dataset, source:str)->datasets.Dataset:
-    "Drop the rows `render_rows` found malformed, with one counted warning naming the first; refuse a set with none left."
-    bad = [i for i, why in enumerate(ds['bad']) if why]
-    if not bad: return ds
-    first = f"row {bad[0]}: {ds[bad[0]]['bad']}"
+def _column(ds:datasets.Dataset, name:str)->np.ndarray:
+    "One column as a numpy array, read through Arrow (the rows' texts stay where they are)."
+    return ds.with_format('numpy', columns=[name])[:][name]
+
+def _well_formed(ds:datasets.Dataset, source:str)->np.ndarray:
+    "The rows `render_rows` did not find malformed, with one counted warning naming the first that is; none left is refused."
+    bad = np.flatnonzero(_column(ds, 'bad') != '')
+    if not len(bad): return np.arange(len(ds))
+    first = f"row {bad[0]}: {ds[int(bad[0])]['bad']}"
     if len(bad) == len(ds): raise InputError(f"{source}: every one of its {len(ds)} rows is unusable (first: {first})")
     warnings.warn(f"{source}: dropped {len(bad)} of {len(ds)} malformed rows (first: {first})")
-    return ds.select(sorted(set(range(len(ds))) - set(bad)))
+    return np.setdiff1d(np.arange(len(ds)), bad)
 
 def filter_rows(ds:datasets.Dataset, # from `render_rows`
                 source:str, # the file or hub id, for messages
-                max_tokens:int|None=None, # longest text kept, in the trunk's tokens; None keeps all
-                tokenizer=None, # the trunk's tokenizer; None counts `TOKEN_PATTERN` pieces
+                max_tokens:int|None=None, # longest text kept, in the trunk's tokens (`render_rows` counted them); None keeps all
                )->tuple[datasets.Dataset, dict]: # the kept rows, {stage: rows left after it}
-    "The embedded set's filter for any source: malformed rows, wrong answers, over-long texts, repeated prompts out, in that order."
+    """The embedded set's filter for any source: malformed rows, wrong answers, over-long texts, repeated prompts out, in
+    that order. It reads the small columns `render_rows` made (flags, counts, keys), never the texts themselves."""
     counts = {'rows': len(ds)}
-    ds = _drop_malformed(ds, source); counts['well-formed'] = len(ds)
-    with quiet_datasets():
-        if any(ds['reference']):                                         # a reference answer to check against
-            ds = ds.filter(lambda b: [same_answer(answer_of(c), r) for c, r in zip(b['completion'], b['reference'])], batched=True)
-            counts['verified'] = len(ds)
-        if max_tokens is not None:
-            ds = ds.filter(lambda b: [n <= max_tokens for n in text_lengths(b, tokenizer)], batched=True)
-            counts['within max_tokens'] = len(ds)
-    seen, first = set(), []
-    for i, p in enumerate(ds['prompt'] if any(ds['prompt']) else ds['text']):   # a text set has no prompt: repeated texts
-        if p not in seen: seen.add(p); first.append(i)
-    ds = ds.select(first); counts['unique'] = len(ds)
-    if not len(ds):
+    keep = _well_formed(ds, source); counts['well-formed'] = len(keep)
+    if (_column(ds, 'reference')[keep] != '').any():                      # a reference answer to check against
+        keep = keep[_column(ds, 'right')[keep]]; counts['verified'] = len(keep)
+    if max_tokens is not None:
+        keep = keep[_column(ds, 'n_tokens')[keep] <= max_tokens]; counts['within max_tokens'] = len(keep)
+    _, first = np.unique(_column(ds, 'key')[keep], return_index=True)      # a text set has no prompt: repeated texts
+    keep = keep[np.sort(first)]; counts['unique'] = len(keep)
+    if not len(keep):
         stage = next(s for s, n in counts.items() if n == 0)
         fix = dict(verified="the final answers (\\boxed{...}) do not match the reference: pass --columns without a 'reference' to keep them",
                    **{'within max_tokens': 'raise max_tokens'}).get(stage, 'check the data')
         raise InputError(f"{source}: no rows left after the filter '{stage}' (rows left after each: {counts}): {fix}")
-    return ds, counts
+    return ds.select(keep), counts
+
 
 # %% ../nbs/02_data.ipynb #4ab23b6a
 def load_reasoning(source:str, # hub id, local .json/.jsonl/.parquet/.csv file, or local folder
@@ -230,7 +247,7 @@ def load_reasoning(source:str, # hub id, local .json/.jsonl/.parquet/.csv file, 
                    tokenizer=None, # the trunk's tokenizer: its chat template renders chats, it counts tokens (None: `TOKEN_PATTERN` pieces)
                    return_counts:bool=False, # also return {stage: rows left after it}
                    **load_kwargs, # passed to `datasets.load_dataset` (e.g. `name`, `revision`, `cache_dir`)
-                  )->datasets.Dataset: # prompt, completion, text (= prompt + completion), templated, reference, bad
+                  )->datasets.Dataset: # prompt, completion, text (= prompt + completion), templated, reference; its tokens (`render_rows`)
     "A reasoning set from anywhere `datasets` can read, in any of `FORMS`, rendered to text and filtered like the embedded set."
     check_columns(columns)
     if columns and text_column: raise InputError("pass columns or text_column, not both")
@@ -239,7 +256,7 @@ def load_reasoning(source:str, # hub id, local .json/.jsonl/.parquet/.csv file, 
     if form == 'chat' and (tokenizer is None or not tokenizer.chat_template):
         raise InputError(f"{source}: column {roles['messages']!r} holds chats, and the trunk's tokenizer has no chat template "
                          "to render them: pass --chat_template (a Jinja template or a file holding one), or a trunk whose tokenizer has one")
-    ds, counts = filter_rows(render_rows(raw, form, roles, tokenizer), f"{source} [{split}]", max_tokens, tokenizer)
+    ds, counts = filter_rows(render_rows(raw, form, roles, tokenizer), f"{source} [{split}]", max_tokens)
     return (ds, dict(form=form, columns={v: k for k, v in roles.items()}, **counts)) if return_counts else ds
 
 def sample_rows(ds:datasets.Dataset, # rows to draw from
@@ -325,20 +342,21 @@ def tokenize_rows(ds:datasets.Dataset, # with `text`; `prompt` and `templated` w
                   tokenizer, # the trunk's tokenizer
                   completion_only:bool=False, # score only what follows each row's prompt (the assistant's completion)
                   max_tokens:int|None=None, # drop rows with more tokens than this (EOS not counted); None keeps all
+                  batch_size:int=1000, # rows tokenised at a time, where `render_rows` has not done it
                  )->TokenRows: # token ids with EOS appended; `scored_from` set when `completion_only`
     "Token ids of every row's text, EOS appended; with `completion_only`, where each row's completion starts."
-    texts, n = ds['text'], len(ds)
-    templated = ds['templated'] if 'templated' in ds.column_names else [False] * n
-    prompts = ds['prompt'] if completion_only and 'prompt' in ds.column_names else [''] * n
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    offsets = completion_only and any(prompts) and tokenizer.is_fast
+    has = set(ds.column_names)
+    view = ds.select_columns(['input_ids', 'scored_from'] if 'input_ids' in has else [c for c in ('text', 'prompt', 'templated') if c in has])
     rows, starts = [], []
-    for (ids, spans), prompt, flag in zip(_encode(tokenizer, texts, templated, offsets), prompts, templated):
-        if max_tokens is not None and len(ids) > max_tokens: continue
-        if not prompt: start = 0
-        elif spans is not None: start = sum(1 for a, _ in spans if a < len(prompt))   # a token across the seam counts as prompt
-        else: start = len(tokenizer(prompt, add_special_tokens=not flag)['input_ids'])   # a slow tokenizer: no offsets
-        rows.append(ids + eos); starts.append(start)
+    for at in range(0, len(ds), batch_size):
+        b = view[at:at + batch_size]
+        if 'input_ids' not in has:                                       # the embedded set, or rows made elsewhere
+            b |= row_tokens(tokenizer, b['text'], b['prompt'] if completion_only and 'prompt' in has else [''] * len(b['text']),
+                            b['templated'] if 'templated' in has else [False] * len(b['text']))
+        for ids, start in zip(b['input_ids'], b['scored_from']):
+            if max_tokens is not None and len(ids) > max_tokens: continue
+            rows.append(ids + eos); starts.append(start)
     return TokenRows(rows, starts if completion_only else None)
 
 # %% ../nbs/02_data.ipynb #705b4a4b

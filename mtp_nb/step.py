@@ -122,8 +122,8 @@ def _texts(cfg:MTPConfig, tokenizer)->tuple:
     report = dict(source=cfg.data, split=cfg.split, **counts)
     if cfg.eval_split:
         held, report['eval'] = load_reasoning(cfg.data, cfg.eval_split, **kw)
-        seen = set(train['prompt'] if any(train['prompt']) else train['text'])
-        held = held.filter(lambda b: [p not in seen for p in (b['prompt'] if any(b['prompt']) else b['text'])], batched=True)
+        seen = np.isin(held.with_format('numpy', columns=['key'])[:]['key'], train.with_format('numpy', columns=['key'])[:]['key'])
+        held = held.select(np.flatnonzero(~seen))                           # by the keys of their prompts (texts, in a text set)
         report['eval']['not in training'] = len(held)                      # a prompt in both splits would flatter every head
     else:
         parts = train.train_test_split(test_size=cfg.eval_fraction, seed=cfg.data_seed)
