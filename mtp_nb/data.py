@@ -15,9 +15,9 @@ from .reasoning import answer_of, format_example, same_answer, token_lengths
 
 # %% auto #0
 __all__ = ['BUILDERS', 'ROLES', 'FORMS', 'AUTO_COLUMNS', 'SHAREGPT_ROLES', 'IGNORE_INDEX', 'quiet_datasets', 'source_form',
-           'check_columns', 'text_key', 'map_procs', 'render_rows', 'row_tokens', 'filter_rows', 'load_reasoning',
-           'sample_rows', 'read_chat_template', 'tokenize_dataset', 'pad_id_of', 'collate', 'left_pad', 'TokenRows',
-           'batch_rows', 'tokenize_rows', 'head_targets', 'token_rows', 'ngram_metrics']
+           'check_columns', 'text_key', 'map_procs', 'render_rows', 'row_tokens', 'column', 'filter_rows',
+           'load_reasoning', 'sample_rows', 'read_chat_template', 'tokenize_dataset', 'pad_id_of', 'collate',
+           'left_pad', 'TokenRows', 'batch_rows', 'tokenize_rows', 'head_targets', 'token_rows', 'ngram_metrics']
 
 # %% ../nbs/02_data.ipynb #5577f47e
 BUILDERS = {'.json': 'json', '.jsonl': 'json', '.parquet': 'parquet', '.csv': 'csv'} # local file suffix -> datasets builder
@@ -203,18 +203,18 @@ def row_tokens(tokenizer, # the trunk's tokenizer; None counts `TOKEN_PATTERN` p
               for (_, spans), p, t in zip(enc, prompts, templated)]
     return dict(input_ids=[ids for ids, _ in enc], scored_from=starts, n_tokens=[len(ids) for ids, _ in enc])
 
-def _column(ds:datasets.Dataset, name:str)->np.ndarray:
+def column(ds:datasets.Dataset, name:str)->np.ndarray:
     "One column as a numpy array, read through Arrow (the rows' texts stay where they are)."
     return ds.with_format('numpy', columns=[name])[:][name]
 
 def _well_formed(ds:datasets.Dataset, source:str)->np.ndarray:
     "The rows `render_rows` did not find malformed, with one counted warning naming the first that is; none left is refused."
-    bad = np.flatnonzero(_column(ds, 'bad') != '')
-    if not len(bad): return np.arange(len(ds))
-    first = f"row {bad[0]}: {ds[int(bad[0])]['bad']}"
-    if len(bad) == len(ds): raise InputError(f"{source}: every one of its {len(ds)} rows is unusable (first: {first})")
-    warnings.warn(f"{source}: dropped {len(bad)} of {len(ds)} malformed rows (first: {first})")
-    return np.setdiff1d(np.arange(len(ds)), bad)
+    ok = column(ds, 'bad') == ''
+    if ok.all(): return np.arange(len(ds))
+    first = int(np.argmin(ok)); first = f"row {first}: {ds[first]['bad']}"
+    if not ok.any(): raise InputError(f"{source}: every one of its {len(ds)} rows is unusable (first: {first})")
+    warnings.warn(f"{source}: dropped {int((~ok).sum())} of {len(ds)} malformed rows (first: {first})")
+    return np.flatnonzero(ok)
 
 def filter_rows(ds:datasets.Dataset, # from `render_rows`
                 source:str, # the file or hub id, for messages
@@ -224,11 +224,11 @@ def filter_rows(ds:datasets.Dataset, # from `render_rows`
     that order. It reads the small columns `render_rows` made (flags, counts, keys), never the texts themselves."""
     counts = {'rows': len(ds)}
     keep = _well_formed(ds, source); counts['well-formed'] = len(keep)
-    if (_column(ds, 'reference')[keep] != '').any():                      # a reference answer to check against
-        keep = keep[_column(ds, 'right')[keep]]; counts['verified'] = len(keep)
+    if (column(ds, 'reference')[keep] != '').any():                      # a reference answer to check against
+        keep = keep[column(ds, 'right')[keep]]; counts['verified'] = len(keep)
     if max_tokens is not None:
-        keep = keep[_column(ds, 'n_tokens')[keep] <= max_tokens]; counts['within max_tokens'] = len(keep)
-    _, first = np.unique(_column(ds, 'key')[keep], return_index=True)      # a text set has no prompt: repeated texts
+        keep = keep[column(ds, 'n_tokens')[keep] <= max_tokens]; counts['within max_tokens'] = len(keep)
+    _, first = np.unique(column(ds, 'key')[keep], return_index=True)      # a text set has no prompt: repeated texts
     keep = keep[np.sort(first)]; counts['unique'] = len(keep)
     if not len(keep):
         stage = next(s for s, n in counts.items() if n == 0)

@@ -11,7 +11,7 @@ import torch
 from .backward import HeadLosses, count_targets, loss_divisors, mtp_backward
 from .config import MTPConfig
 from .core import InputError, first_line
-from .data import (IGNORE_INDEX, TokenRows, batch_rows, collate, head_targets, load_reasoning, read_chat_template,
+from .data import (IGNORE_INDEX, TokenRows, batch_rows, collate, column, head_targets, load_reasoning, read_chat_template,
                          sample_rows, tokenize_rows)
 from .heads import MTPModel
 from .shard import is_sharded
@@ -122,7 +122,7 @@ def _texts(cfg:MTPConfig, tokenizer)->tuple:
     report = dict(source=cfg.data, split=cfg.split, **counts)
     if cfg.eval_split:
         held, report['eval'] = load_reasoning(cfg.data, cfg.eval_split, **kw)
-        seen = np.isin(held.with_format('numpy', columns=['key'])[:]['key'], train.with_format('numpy', columns=['key'])[:]['key'])
+        seen = np.isin(column(held, 'key'), column(train, 'key'))
         held = held.select(np.flatnonzero(~seen))                           # by the keys of their prompts (texts, in a text set)
         report['eval']['not in training'] = len(held)                      # a prompt in both splits would flatter every head
     else:
