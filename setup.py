@@ -32,7 +32,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data=True,
-    package_data={cfg['lib_name']: ['embedded_trunk/*']},  # the shipped default trunk (03_trunk): weights, tokenizer, report
+    package_data={cfg['lib_name']: ['embedded_trunk/*']},  # the shipped default trunk (05_pretrain): weights, tokenizer, report
     install_requires=requirements,
     extras_require={'dev': dev_requirements, 'gpu': gpu_requirements},
     python_requires='>=' + min_python,

@@ -17,7 +17,8 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 from mtp_nb.config import MTPConfig
 from mtp_nb.heads import MTPModel, next_token_model
-from mtp_nb.plan import GiB, largest_micro_batch, plan_step, trunk_config
+from mtp_nb.plan import GiB, largest_micro_batch, plan_step
+from mtp_nb.trunk import trunk_config
 from mtp_nb.schedule import Schedule
 from mtp_nb.speculative import hf_greedy, speculative_generate
 from mtp_nb.step import make_optimizer, train_step

@@ -51,5 +51,5 @@ def refused(r, prog:str, message:str)->str:
 @pytest.fixture(scope='session')
 def trunk(tmp_path_factory)->str:
     "The tiny pretrained LLaMA every test uses (`TINY_RECIPE`), built once per test session (seconds); its folder."
-    from mtp_nb.trunk import TINY_RECIPE, ensure_default_trunk
+    from mtp_nb.pretrain import TINY_RECIPE, ensure_default_trunk
     return str(ensure_default_trunk(tmp_path_factory.getbasetemp()/'tiny-trunk', TINY_RECIPE))

@@ -17,7 +17,7 @@ RUN = ['--n_heads', '3', '--n_eval', '0', '--eval_fraction', '0.25', '--max_toke
 
 def traces(n:int=24)->list[dict]:
     "Embedded examples as R1 writes them: the trace in think tags, then a boxed final answer; every sixth trace 10x as long."
-    from mtp_nb.reasoning import reasoning_dataset
+    from mtp_nb.verify import reasoning_dataset
     ds = reasoning_dataset(n_train=n, n_eval=1, n_pretrain=0, seed=3, max_tokens=96)['train']
     out = []
     for i, e in enumerate(ds):

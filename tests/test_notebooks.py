@@ -7,7 +7,7 @@ import pytest
 from conftest import refused, run_cmd, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT/'nbs').glob('*.ipynb'))
+NOTEBOOKS = sorted(p for p in (ROOT/'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
 MACHINE = re.compile(r'(/tmp/|/root/|/home/|/work/|/Users/|[A-Z]:\\\\)')   # paths of the machine the outputs were made on
 PERCENT = re.compile(r'(?<![\w.])\d+(?:\.\d+)?%')
 
@@ -35,6 +35,9 @@ def test_outputs_are_committed_and_clean(path):
         assert not MACHINE.search(text), f"{path.name}: a machine path in the outputs of {c['source'][:1]}: {MACHINE.search(text)[0]}"
         stderr = ''.join(''.join(o['text']) for o in c.get('outputs', []) if o.get('name') == 'stderr')
         assert not re.search(r'Warning|warn\(', stderr), f"{path.name}: a warning in the outputs of {c['source'][:1]}: {stderr[:300]}"
+        assert not re.search(r'no finished run in|tiny random model above', text), \
+            f"{path.name} was executed without the main job's run folder: run `mtp_train`, then mtp_notebooks {path.stem}"
+        assert 'Training Loss' not in text, f"{path.name} keeps a Trainer progress table (HTML) in the outputs of {c['source'][:1]}"
 
 def evidence_and_prose(markdown:str)->tuple[str, str]:
     "A front page's command outputs (fenced blocks and tables) and the prose around them."
@@ -66,7 +69,7 @@ def test_metadata_that_opening_in_jupyterlab_keeps(path):
     if path.stem not in ('index',): assert meta['language_info']['name'] == 'python', path.name
 
 def test_notebooks_command_bad_input(tmp_path):
-    refused(run_cmd('mtp_notebooks', '--names', 'nope', cwd=ROOT), 'mtp_notebooks', "no notebook 'nope' in nbs: pick from 00_core")
+    refused(run_cmd('mtp_notebooks', '--names', 'nope', cwd=ROOT), 'mtp_notebooks', "no notebook 'nope' in nbs: pick from 01_reasoning")
     refused(run_main('mtp_notebooks', '--timeout', 0, cwd=ROOT), 'mtp_notebooks', '--timeout must be a finite number > 0, got 0')
     refused(run_cmd('mtp_lab', '--port', 70000, cwd=ROOT), 'mtp_lab', '--port must be a whole number in [1, 65535], got 70000')
 

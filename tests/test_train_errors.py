@@ -35,7 +35,7 @@ def test_freeze_longer_than_the_run_warns_in_one_line(finished):
     assert len(warning) == 1 and "the trunk's freeze (--freeze_steps 200) lasts the whole run (6 steps)" in warning[0]
     assert not (run_dir/'final'/'trunk_layers.safetensors').exists()          # the trunk never trained
 
-@pytest.mark.parametrize('args, message', [   # one of each kind; every field's range is tested in 10_config
+@pytest.mark.parametrize('args, message', [   # one of each kind; every field's range is tested in 12_config
     (['--lr', 'nan'], '--lr must be a finite number > 0, got nan'),
     (['--grad_clip', 'inf'], '--grad_clip must be a finite number > 0, got inf'),
     (['--lr', '0'], 'a learning rate of 0 trains nothing'),

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 import pytest
-from mtp_nb.trunk import format_report, shipped_report, shipped_trunk_dir
+from mtp_nb.pretrain import format_report, shipped_report, shipped_trunk_dir
 from conftest import refused, run_cmd, run_main
 
 TINY = dict(n_pretrain=600, n_eval=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
