@@ -27,3 +27,22 @@ def test_check_command_fails_on_drift(tmp_path):
     subprocess.run(cmd[:-1], cwd=tmp_path, check=True, capture_output=True)
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+def test_front_page_tables_are_notebook_outputs():
+    "Every table row the front page quotes is in some committed notebook's output: one run behind each number."
+    import json
+    text = (ROOT/'README.md').read_text(encoding='utf-8')
+    quoted, fenced = [], False
+    for l in text.splitlines():
+        if l.startswith('```'): fenced = not fenced
+        elif fenced and l.startswith('| ') and not set(l) <= set('|-: '): quoted.append(l)
+    outputs = []
+    for nb in (ROOT/'nbs').rglob('*.ipynb'):
+        for c in json.loads(nb.read_text())['cells']:
+            for o in c.get('outputs', []):
+                outputs.append(''.join(o.get('text', '')))
+                outputs += [''.join(v) for k, v in o.get('data', {}).items() if k.startswith('text/')]
+    shown = '\n'.join(outputs)
+    assert quoted, "the front page quotes no table"
+    missing = [l for l in quoted if l not in shown]
+    assert not missing, f"rows on the front page that no notebook output shows: {missing[:3]}"
