@@ -146,12 +146,11 @@ def ensure_kernelspec(prefix:str|Path|None=None, # the environment to install in
 
 def clean_on_save(model:dict, # the notebook model JupyterLab is about to save
                   path:str, # its path as the server names it: relative to the server's root folder
-                  contents_manager=None, # the server's contents manager, which knows that root
+                  contents_manager=None, # the server's contents manager: its `root_dir` is that root
                   **kwargs):
     "JupyterLab's pre-save hook: nbdev's clean, given the notebook's path on disk wherever the server is rooted."
     from nbdev.clean import clean_jupyter
-    os_path = contents_manager._get_os_path(path) if hasattr(contents_manager, '_get_os_path') else path
-    clean_jupyter(path=os_path, model=model)
+    clean_jupyter(path=str(Path(getattr(contents_manager, 'root_dir', '.'), path)), model=model)
 
 def is_root()->bool:
     "Whether this process runs as root (containers, many cloud notebooks), where JupyterLab wants `--allow-root`."
@@ -177,8 +176,9 @@ def mtp_lab(port:int=None, # the port to serve on (default: JupyterLab's choice)
     if port is not None: check_number('--port', port, 1, 65535, integer=True)
     ensure_kernelspec()
     root = get_config().config_path
-    if is_root(): print("mtp_lab: running as root (a container?): starting JupyterLab with --allow-root", file=sys.stderr)
-    args = lab_args(root, get_config().nbs_path.relative_to(root).as_posix(), port, no_browser, is_root())
+    as_root = is_root()
+    if as_root: print("mtp_lab: running as root (a container?): starting JupyterLab with --allow-root", file=sys.stderr)
+    args = lab_args(root, get_config().nbs_path.relative_to(root).as_posix(), port, no_browser, as_root)
     os.chdir(root)
     os.execvp(args[0], args)
 

@@ -1,7 +1,7 @@
 """`mtp_site` on the whole book, built once into a temporary folder (about 30 s on two cores): a page for every notebook,
 its committed figures and tables on it, links that lead somewhere, the search index, and an exported function's
 docments in its show_doc table. And the bad input it refuses before any work."""
-import html, importlib, json, re, subprocess
+import html, json, re, subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -88,9 +88,7 @@ def test_front_page_and_parts_in_the_sidebar(site):
 def test_show_doc_table_of_an_exported_function(pages):
     "load_trunk's section shows each parameter by name beside its docment, as the installed package has them."
     from fastcore.docments import docments
-    from mtp_nb._modidx import d                                             # wherever the module split puts it
-    (module,) = [m for m, syms in d['syms'].items() if f'{m}.load_trunk' in syms]
-    load_trunk = importlib.import_module(module).load_trunk
+    from mtp_nb.trunk import load_trunk
     (page,) = [p for p, parsed in pages.items() if 'load-trunk' in parsed.ids and p.parent.name != '_modules']
     text = page.read_text(encoding='utf-8')
     section = text[text.index('id="load-trunk"'):]
