@@ -50,7 +50,7 @@ class MTPConfig:
     trunk_ramp_steps:int=100 # steps for the trunk's LR to ramp up after the freeze, so it is not kicked
     min_lr_ratio:float=0.1 # where both cosine schedules end, as a fraction of their peak
     weight_decay:float=0.0 # AdamW decoupled weight decay, to regularise long runs (heads start from pretrained weights)
-    grad_clip:float=1.0 # maximum global gradient norm: lower it if the loss spikes
+    grad_clip:float=1.0 # maximum global gradient norm: lower it if the loss spikes (0: no clipping; the norm is still logged)
     loss_weights:list[float]|None=None # w_k per head (None: all 1): weigh near or far heads more
     trunk_grad_scales:list[float]|None=None # s_k per head (None: 1 for head 1, 0.1 for the others): how hard head k may pull on the trunk
     drafters_only:bool=False # train heads 2..n only: the trunk and head 1 stay exactly the base model, so decoding is lossless with respect to the model you brought
@@ -92,7 +92,7 @@ RANGES = dict( # numeric field -> the keyword arguments of `check_number` that d
     trunk_lr=dict(low=0, fix='0 keeps the trunk as pretrained'),
     freeze_steps=dict(low=0, integer=True), lr_warmup_steps=dict(low=0, integer=True), trunk_ramp_steps=dict(low=0, integer=True),
     min_lr_ratio=dict(low=0, high=1), weight_decay=dict(low=0),
-    grad_clip=dict(low=0, open_low=True, fix='a very large value such as 1e9 clips nothing'),
+    grad_clip=dict(low=0, fix='0 clips nothing'),
     log_every=dict(low=1, integer=True), eval_every=dict(low=0, integer=True), ckpt_every=dict(low=1, integer=True), keep_last=dict(low=1, integer=True),
     eval_batch_size=dict(low=1, integer=True), loss_chunk=dict(low=0, integer=True))
 TRAIN_DTYPES = ('float32', 'bfloat16') # float16 would need loss scaling: bfloat16 saves the same memory without it

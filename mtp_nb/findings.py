@@ -15,7 +15,7 @@ from .head_study import aggregate, command_line, flag_names, flag_seeds, mean_st
 # %% auto #0
 __all__ = ['EXPERIMENT_STEPS', 'FINDINGS_RUN', 'ARMS', 'STUDIES', 'FINDING_COLUMNS', 'BASE', 'FINDINGS_FILES', 'scaled_schedule',
            'findings_config', 'measure_finding', 'paired_difference', 'beyond_noise', 'difference_cell',
-           'findings_table', 'heads_table', 'overview_table', 'plot_finding', 'save_finding', 'mtp_findings']
+           'findings_table', 'heads_table', 'overview_table', 'plot_band', 'plot_finding', 'save_finding']
 
 # %% ../nbs/4_studies/42_findings.ipynb #e4ca1721
 EXPERIMENT_STEPS = math.ceil(5000 / 16) * 3 # the experiment's optimizer steps: 5000 examples, batch 16, 3 epochs
@@ -46,18 +46,21 @@ STUDIES = dict( # name -> (the question, its arms, in the order the tables show 
     scale=("Is s = 0.1 better than 0, 0.3 or 1, beyond the seeds' spread?", ('s-0', 'experiment', 's-0.3', 's-1')),
     heads=("What do the far heads learn: do they stop copying token t+1, and where do they disagree?", ('experiment', 'no-accumulation')))
 
-def findings_config(arm:str, # a key of `ARMS`
+def findings_config(arm:str, # a key of `arms`
                     seed:int,
                     out_dir:str|Path, # the findings folder; the run goes into `out_dir/<arm>-seed<seed>`
+                    arms:dict=ARMS, # name -> (what it changes, its fields; `scale`: s for heads 2..n; `schedule_epochs`: the length its schedule is scaled to)
                     **overrides, # more config fields over `FINDINGS_RUN` (trunk, n_heads, n_train, epochs, n_eval)
                    )->MTPConfig:
     "The checked config of one arm's run: the experiment's recipe, its schedule scaled to the run's length, the arm's change."
-    if arm not in ARMS: raise InputError(f"unknown arm {arm!r}: use one of {', '.join(ARMS)}")
-    fields, change = {**FINDINGS_RUN, **overrides}, dict(ARMS[arm][1])
+    if arm not in arms: raise InputError(f"unknown arm {arm!r}: use one of {', '.join(arms)}")
+    fields, change = {**FINDINGS_RUN, **overrides}, dict(arms[arm][1])
     if 'scale' in change:
         s = change.pop('scale')
         change['trunk_grad_scales'] = [1.0] + [s] * (fields.get('n_heads', MTPConfig.n_heads) - 1)
-    schedule = scaled_schedule(fields['n_train'], fields['epochs'], change.get('batch_size', fields['batch_size']))
+    epochs, batch = change.get('epochs', fields['epochs']), change.get('batch_size', fields['batch_size'])
+    schedule = scaled_schedule(fields['n_train'], change.pop('schedule_epochs', epochs), batch)   # the freeze and warm-ups, in steps
+    schedule['eval_every'] = scaled_schedule(fields['n_train'], epochs, batch)['eval_every']     # 15 evaluations, whatever the length
     return resolve_config(None, False, **{**fields, **schedule, **change}, seed=seed, run_dir=str(Path(out_dir)/f"{arm}-seed{seed}"))
 
 # %% ../nbs/4_studies/42_findings.ipynb #b5379c0b
@@ -88,7 +91,7 @@ def measure_finding(run_dir:str|Path)->dict:
                 curve_head1=[a[0] for a in _curves(evals, 'accuracy')], curve_far=[far(a) for a in _curves(evals, 'accuracy')],
                 curve_far_loss=[far(l) for l in _curves(evals, 'loss')], curve_copy=[c[1:] for c in _curves(evals, 'copy')],
                 grad_norm=statistics.fmean(norms), grad_norm_cv=statistics.pstdev(norms) / statistics.fmean(norms),
-                clipped=sum(n > cfg.grad_clip for n in norms) / len(norms), consistency=statistics.fmean(every) if every else 0.0, **kinds, **counts)
+                clipped=sum(0 < cfg.grad_clip < n for n in norms) / len(norms), consistency=statistics.fmean(every) if every else 0.0, **kinds, **counts)
 
 # %% ../nbs/4_studies/42_findings.ipynb #22ebf9b9
 FINDING_COLUMNS = ('accuracy', 'copy', 'loss', 'epochs', 'curve_head1', 'curve_far', 'curve_far_loss', 'curve_copy', 'grad_norm',
@@ -126,8 +129,9 @@ def _cells(mean_std:tuple, fmt:str)->list[str]:
 
 def findings_table(name:str, # a key of `STUDIES`
                    rows:list[dict], # its measured runs
+                   base:str=BASE, # the arm the others are compared with
                   )->str: # markdown
-    "A study's arms: top-1 by head, copy rate, consistency and gradient norm (mean ± std over seeds); then each arm minus the experiment, seed by seed."
+    "A study's arms: top-1 by head, copy rate, consistency and gradient norm (mean ± std over seeds); then each arm minus `base`, seed by seed."
     agg = aggregate(rows, ('arm',), FINDING_COLUMNS)
     K = len(agg[0]['accuracy'][0])
     lines = ['| arm | seeds | ' + ' | '.join(f'top-1 head {k}' for k in range(1, K + 1)) + ' | heads 2..n guess t+1 | consistency | '
@@ -136,14 +140,14 @@ def findings_table(name:str, # a key of `STUDIES`
         copy = ' / '.join(f"{m:.0%}" for m in a['copy'][0][1:])
         lines.append(f"| {a['arm']} | {a['n_seeds']} | " + ' | '.join(_cells(a['accuracy'], '.1%')) + f" | {copy} | {plus_minus(a['consistency'], '.1%')} | "
                      f"{plus_minus(a['grad_norm'], '.2f')} | {plus_minus(a['grad_norm_cv'], '.2f')} | {plus_minus(a['clipped'], '.0%')} |")
-    others = [a['arm'] for a in agg if a['arm'] != BASE]
+    others = [a['arm'] for a in agg if a['arm'] != base]
     if not others: return '\n'.join(lines)
-    lines += ['', f'Each arm minus `{BASE}`, seed by seed (mean ± std over seeds; bold: beyond noise, more than twice the standard error):', '',
-              f'| arm − {BASE} | ' + ' | '.join(f'top-1 head {k}' for k in range(1, K + 1)) + ' | consistency |', '|---' * (K + 2) + '|']
+    lines += ['', f'Each arm minus `{base}`, seed by seed (mean ± std over seeds; bold: beyond noise, more than twice the standard error):', '',
+              f'| arm − {base} | ' + ' | '.join(f'top-1 head {k}' for k in range(1, K + 1)) + ' | consistency |', '|---' * (K + 2) + '|']
     for arm in others:
         cells = []
         for column in ('accuracy', 'consistency'):
-            m, s, n = paired_difference(rows, arm, BASE, column)
+            m, s, n = paired_difference(rows, arm, base, column)
             cells += [difference_cell(d, sd, n) for d, sd in (zip(m, s) if isinstance(m, (list, tuple)) else [(m, s)])]
         lines.append(f"| {arm} | " + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -187,7 +191,7 @@ _CURVE = dict(accumulation=('curve_far_loss', 'held-out loss, heads 2..n'), free
               scale=('curve_far', 'held-out top-1, heads 2..n'), heads=('curve_far', 'held-out top-1, heads 2..n')) # study -> its curve
 _BAR = dict(accumulation=('grad_norm_cv', "gradient norm's spread over steps (CV)")) # study -> its bar (default: consistency)
 
-def _band(ax, x, mean_std, label, **kw):
+def plot_band(ax, x, mean_std, label, **kw):
     "A line with a shaded band of ± one standard deviation."
     m, s = mean_std
     line, = ax.plot(x, m, marker='.', label=label, **kw)
@@ -206,7 +210,7 @@ def plot_finding(name:str, # a key of `STUDIES`
         kinds = [k for k in KINDS if all(f'agree_{k}' in a for a in agg)]
         for j, a in enumerate(agg):
             copy = [list(c) for c in zip(*a['curve_copy'][0])], [list(c) for c in zip(*a['curve_copy'][1])]   # per head: over training
-            for k in range(K - 1): _band(ax_acc, a['epochs'][0], (copy[0][k], copy[1][k]), f"{a['arm']}, head {k + 2}", ls=('-', '--', ':')[j % 3])
+            for k in range(K - 1): plot_band(ax_acc, a['epochs'][0], (copy[0][k], copy[1][k]), f"{a['arm']}, head {k + 2}", ls=('-', '--', ':')[j % 3])
             width = 0.8 / len(agg)
             ax_bar.bar([i + j * width for i in range(len(kinds))], [a[f'agree_{kind}'][0][0] for kind in kinds], width,
                        yerr=[a[f'agree_{kind}'][1][0] for kind in kinds], capsize=2, label=a['arm'])
@@ -221,7 +225,7 @@ def plot_finding(name:str, # a key of `STUDIES`
         bar, bar_label = _BAR.get(name, ('consistency', 'consistency (agreement of head pairs)'))
         ax_bar.bar(range(len(agg)), [a[bar][0] for a in agg], yerr=[a[bar][1] for a in agg], capsize=3, color=[f'C{i}' for i in range(len(agg))])
         ax_bar.set_xticks(range(len(agg)), [a['arm'] for a in agg], rotation=20, fontsize=8); ax_bar.set_ylabel(bar_label)
-    for a in agg: _band(ax_curve, a['epochs'][0], a[key], a['arm'])
+    for a in agg: plot_band(ax_curve, a['epochs'][0], a[key], a['arm'])
     ax_curve.set_xlabel('epoch'); ax_curve.set_ylabel(ylabel); ax_curve.set_title('over training')
     for ax in (ax_acc, ax_curve, ax_bar):
         if ax.get_legend_handles_labels()[0]: ax.legend(fontsize=7)
@@ -231,62 +235,25 @@ def plot_finding(name:str, # a key of `STUDIES`
 # %% ../nbs/4_studies/42_findings.ipynb #7a233c7a
 FINDINGS_FILES = dict(json='{}.json', markdown='{}.md', plot='{}.png') # what `save_finding` writes per study
 
-def save_finding(name:str, # a key of `STUDIES`
+def save_finding(name:str, # the study's name: the files' stem
                  rows:list[dict], # its measured runs
                  out_dir:str|Path, command:str, # where, and the command that made them
+                 question:str|None=None, arms:dict=ARMS, # its question (None: `STUDIES`'), and its arms' descriptions
+                 table:str|None=None, fig=None, # its tables and figure (None: the ones above, for a study of `STUDIES`)
                 )->dict[str, Path]:
     "Write one study's runs and aggregate (JSON), its tables with the command and the cost (markdown), and its plot (PNG)."
     out_dir = Path(out_dir)
     paths = {kind: out_dir/pattern.format(name) for kind, pattern in FINDINGS_FILES.items()}
+    question = question or STUDIES[name][0]
     agg = aggregate(rows, ('arm',), FINDING_COLUMNS)
-    write_atomic(paths['json'], json.dumps(dict(study=name, question=STUDIES[name][0], runs=rows, aggregate=agg), indent=1) + '\n')
-    arms = '\n'.join(f"- `{a}`: {ARMS[a][0]}" for a in dict.fromkeys(r['arm'] for r in rows))
-    table = heads_table(rows) if name == 'heads' else findings_table(name, rows)
+    write_atomic(paths['json'], json.dumps(dict(study=name, question=question, runs=rows, aggregate=agg), indent=1) + '\n')
+    described = '\n'.join(f"- `{a}`: {arms[a][0]}" for a in dict.fromkeys(r['arm'] for r in rows))
+    table = table or (heads_table(rows) if name == 'heads' else findings_table(name, rows))
     cost = sum(r['train_seconds'] + r['measure_seconds'] for r in rows)
     steps = ', '.join(f"{n} for {a}" for a, n in {r['arm']: r['steps'] for r in rows}.items())
-    write_atomic(paths['markdown'], f"### {STUDIES[name][0]}\n\n```sh\n{command}\n```\n\n{arms}\n\n{table}\n\n"
-                 f"{len(rows)} runs, each on one core (optimizer steps: {steps}); training and measuring them took "
-                 f"{cost / 60:.0f} min of that core in all.\n")
-    plot_finding(name, rows).savefig(paths['plot'], dpi=120)
+    threads = sorted({r.get('threads', 1) for r in rows})
+    write_atomic(paths['markdown'], f"### {question}\n\n```sh\n{command}\n```\n\n{described}\n\n{table}\n\n"
+                 f"{len(rows)} runs on {'/'.join(map(str, threads))} thread(s) each (optimizer steps: {steps}); training and measuring them took "
+                 f"{cost / 60:.0f} min of wall time in all.\n")
+    (fig or plot_finding(name, rows)).savefig(paths['plot'], dpi=120)
     return paths
-
-@command
-def mtp_findings(study:str='all', # accumulation, freeze, scale, heads (comma-separated) or all
-                 out_dir:str='runs/findings', # one run folder per arm and seed, plus <study>.json/.md/.png per study
-                 seeds:str='0,1,2', # one run per seed and arm: three or more for a spread
-                 n_train:int=800, # training examples per run: the schedule keeps the experiment's shares at any size
-                 epochs:int=3, # passes over them, as the experiment
-                 n_eval:int=200, # held-out examples of every evaluation: more for tighter numbers
-                 trunk:str=None, # hub id or local folder of the trunk (default: the embedded tiny LLaMA)
-                 n_heads:int=None, # heads per run (default: the config's, 4)
-                ):
-    "Answer the experiment's open questions: train and measure every arm of the chosen studies at every seed; tables and plots with the spread."
-    from transformers.utils import logging as hf_logging
-    from mtp_nb.train import ensure_run
-    hf_logging.disable_progress_bar()                                  # loading a finished run to measure it takes no time
-    names = list(STUDIES) if str(study).strip() == 'all' else flag_names(study, list(STUDIES), '--study')
-    seed_list = flag_seeds(seeds)
-    for flag, v in (('--n_train', n_train), ('--epochs', epochs), ('--n_eval', n_eval)): check_number(flag, v, 1, integer=True)
-    if n_heads is not None: check_number('--n_heads', n_heads, 2, integer=True, fix='the studies are about heads 2..n')
-    check_writable(out_dir, '--out_dir')
-    flags = {k: v for k, v in dict(trunk=trunk, n_heads=n_heads, n_train=n_train, epochs=epochs, n_eval=n_eval).items() if v is not None}
-    arms = list(dict.fromkeys(a for n in names for a in STUDIES[n][1]))
-    plan = [(arm, findings_config(arm, s, out_dir, **flags)) for arm in arms for s in seed_list]   # every config checked first
-    rows = {}
-    for i, (arm, cfg) in enumerate(plan, 1):
-        path = Path(out_dir)/'measures'/f"{Path(cfg.run_dir).name}.json"
-        if not path.exists():
-            print(f"[{i}/{len(plan)}] {Path(cfg.run_dir).name}: {ARMS[arm][0]}", flush=True)
-            t0 = time.time(); ensure_run(cfg)
-            t1 = time.time(); got = measure_finding(cfg.run_dir)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(dict(arm=arm, **got, train_seconds=t1 - t0, measure_seconds=time.time() - t1)) + '\n')
-        rows[arm, cfg.seed] = json.loads(path.read_text())
-    given = dict(study=study, out_dir=out_dir, seeds=seeds, n_train=n_train, epochs=epochs, n_eval=n_eval, trunk=trunk, n_heads=n_heads)
-    for name in names:
-        save_finding(name, [rows[a, s] for a in STUDIES[name][1] for s in seed_list], out_dir, command_line(mtp_findings, given))
-        print('\n' + Path(out_dir, FINDINGS_FILES['markdown'].format(name)).read_text())
-    if len(names) > 1:
-        chosen = [rows[a, s] for a in arms for s in seed_list]
-        write_atomic(Path(out_dir)/'findings.md', f"```sh\n{command_line(mtp_findings, given)}\n```\n\n{overview_table(chosen)}\n")
-        print(overview_table(chosen))

@@ -232,7 +232,7 @@ def train_step(model:MTPModel, optimizer:torch.optim.Optimizer,
         sums += out.sums.double().cpu()
     if not is_sharded(model): _sync_grads(params, all_sum)                  # a sharded model's FSDP has reduced them
     if all_sum: sums = all_sum(sums)
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip or math.inf)   # 0: measured, not clipped
     if not (torch.isfinite(sums).all() and torch.isfinite(grad_norm)):
         optimizer.zero_grad(set_to_none=True)
         bad = ', '.join(f'head {k}: {v:.3g}' for k, v in enumerate(sums.tolist(), 1) if not math.isfinite(v))
