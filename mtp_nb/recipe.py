@@ -99,7 +99,7 @@ def recipe_table(rows:list[dict], # a study's measured runs
     agg = aggregate(rows, ('arm',), RECIPE_COLUMNS)
     K = len(agg[0]['accuracy'][0])
     heads = ' | '.join(f'top-1 head {k}' for k in range(1, K + 1))
-    lines = [f'| arm | seeds | steps | {heads} | consistency | tokens / pass | gradient norm | steps clipped |', '|---' * (K + 8) + '|']
+    lines = [f'| arm | seeds | steps | {heads} | consistency | tokens / pass | gradient norm | steps clipped |', '|---' * (K + 7) + '|']
     for a in agg:
         lines.append(f"| {a['arm']} | {a['n_seeds']} | {a['steps'][0]:.0f} | " + ' | '.join(plus_minus(x, '.1%') for x in zip(*a['accuracy']))
                      + f" | {plus_minus(a['consistency'], '.1%')} | {plus_minus(a['tokens_per_pass'], '.2f')} | "
