@@ -37,7 +37,8 @@ def test_freeze_longer_than_the_run_warns_in_one_line(finished):
 
 @pytest.mark.parametrize('args, message', [   # one of each kind; every field's range is tested in 12_config
     (['--lr', 'nan'], '--lr must be a finite number > 0, got nan'),
-    (['--grad_clip', 'inf'], '--grad_clip must be a finite number > 0, got inf'),
+    (['--grad_clip', 'inf'], '--grad_clip must be a finite number >= 0, got inf: 0 clips nothing'),
+    (['--grad_clip=-1'], '--grad_clip must be a finite number >= 0, got -1'),
     (['--lr', '0'], 'a learning rate of 0 trains nothing'),
     (['--lr=-1e-4'], '--lr must be a finite number > 0, got -0.0001'),
     (['--batch_size', '-4'], '--batch_size must be a whole number >= 1, got -4'),
