@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 import torch
 from . import hubgen
+from .config import MTPConfig
 from .core import InputError, KIND_NAMES, atomic_dir, check_number, check_writable, command, folder_kind, shown, write_atomic
 from .decoding import heldout_prompts, load_for_decoding
 from .heads import MTPModel, next_token_model, read_heads_config
@@ -134,7 +135,7 @@ def _card_numbers(facts:dict, measured:dict|None)->list[str]:
     out = []
     if facts['recipe']:
         r = facts['recipe']
-        shown_keys = [f.name for f in fields(_config_class()) if f.name not in ('run_dir', 'cache_dir', 'trunk') and r.get(f.name) != f.default]
+        shown_keys = [f.name for f in fields(MTPConfig) if f.name not in ('run_dir', 'cache_dir', 'trunk') and r.get(f.name) != f.default]
         out += ['', '## Recipe', '', f"Trained by `mtp_train` (mtp_nb); the whole config is `{RUN_CONFIG}`. Fields not at their defaults:", '',
                 '| field | value |', '|---|---|', *[f"| {k} | {r[k]} |" for k in shown_keys]]
     if facts['top1']:
@@ -148,11 +149,6 @@ def _card_numbers(facts:dict, measured:dict|None)->list[str]:
                 f"{m['max_new_tokens']} new tokens, {m['threads']} CPU thread(s); drafts kept by position: "
                 + ', '.join(f'{a:.0%}' for a in m['accepted'])]
     return out
-
-def _config_class():
-    "MTPConfig, imported when a card needs its defaults (its module is heavier than this one)."
-    from mtp_nb.config import MTPConfig
-    return MTPConfig
 
 # %% ../nbs/3_decoding/38_export.ipynb #4fe19ffc
 def export(path:str|Path, # a finished run folder, or a heads folder

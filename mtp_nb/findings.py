@@ -95,7 +95,8 @@ def measure_finding(run_dir:str|Path)->dict:
 
 # %% ../nbs/4_studies/42_findings.ipynb #22ebf9b9
 FINDING_COLUMNS = ('accuracy', 'copy', 'loss', 'epochs', 'curve_head1', 'curve_far', 'curve_far_loss', 'curve_copy', 'grad_norm',
-                   'grad_norm_cv', 'clipped', 'consistency', 'train_seconds', *(f'{c}_{k}' for c in ('agree', 'count') for k in ('all', *KINDS))) # averaged over seeds
+                   'grad_norm_cv', 'clipped', 'consistency', 'train_seconds', *(f'{c}_{k}' for c in ('agree', 'count') for k in ('all', *KINDS)),
+                   'tokens_per_pass', 'curve_step', 'steps') # averaged over seeds, where every run of a group has them (the last three: `43_recipe`'s)
 
 def paired_difference(rows:list[dict], # measured runs, each with `arm` and `seed`
                       arm:str, base:str, # the arm and what it is compared with

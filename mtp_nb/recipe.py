@@ -8,13 +8,13 @@ import json, statistics, time
 from pathlib import Path
 from .config import MTPConfig
 from .core import InputError, check_number, check_writable, command, new_figure, write_atomic
-from .findings import (ARMS, FINDING_COLUMNS, FINDINGS_FILES, STUDIES, beyond_noise, difference_cell, findings_config,
+from .findings import (ARMS, FINDING_COLUMNS, FINDINGS_FILES, FINDINGS_RUN, STUDIES, beyond_noise, difference_cell, findings_config,
                              measure_finding, overview_table, paired_difference, plot_band, save_finding)
 from .head_study import aggregate, command_line, flag_names, flag_seeds, plus_minus
 
 # %% auto #0
-__all__ = ['LR_GRID', 'LENGTHS', 'FULL_RUN', 'BEST', 'RECIPE_ARMS', 'ALL_ARMS', 'RECIPE_STUDIES', 'RECIPE_COLUMNS', 'GROUPS',
-           'lr_arm', 'recipe_config', 'tokens_per_pass', 'measure_recipe', 'best_lr_arm', 'recipe_table', 'plot_recipe',
+__all__ = ['LR_GRID', 'LENGTHS', 'FULL_RUN', 'BEST', 'RECIPE_ARMS', 'ALL_ARMS', 'RECIPE_STUDIES', 'GROUPS', 'lr_arm',
+           'recipe_config', 'tokens_per_pass', 'measure_recipe', 'best_lr_arm', 'recipe_table', 'plot_recipe',
            'study_arms', 'mtp_findings']
 
 # %% ../nbs/4_studies/43_recipe.ipynb #719cd08c
@@ -59,7 +59,7 @@ def recipe_config(arm:str, # a key of `ALL_ARMS`
     arms = ALL_ARMS
     if 'epochs_factor' in ALL_ARMS.get(arm, ('', {}))[1]:
         what, fields = ALL_ARMS[arm]
-        arms = {arm: (what, dict(epochs=fields['epochs_factor'] * overrides.get('epochs', 3)))}
+        arms = {arm: (what, dict(epochs=fields['epochs_factor'] * overrides.get('epochs', FINDINGS_RUN['epochs'])))}
     return findings_config(arm, seed, out_dir, arms=arms, **overrides)
 
 # %% ../nbs/4_studies/43_recipe.ipynb #76f6c943
@@ -90,13 +90,11 @@ def best_lr_arm(rows:list[dict], # measured runs, each with `arm`
     return max(means, key=means.get)
 
 # %% ../nbs/4_studies/43_recipe.ipynb #c8508bdf
-RECIPE_COLUMNS = (*FINDING_COLUMNS, 'tokens_per_pass', 'curve_step', 'steps') # averaged over seeds
-
 def recipe_table(rows:list[dict], # a study's measured runs
                  base:str, # the arm the others are compared with
                 )->str: # markdown
     "A recipe study's arms (mean ± std over seeds), then each arm minus `base`, seed by seed."
-    agg = aggregate(rows, ('arm',), RECIPE_COLUMNS)
+    agg = aggregate(rows, ('arm',), FINDING_COLUMNS)
     K = len(agg[0]['accuracy'][0])
     heads = ' | '.join(f'top-1 head {k}' for k in range(1, K + 1))
     lines = [f'| arm | seeds | steps | {heads} | consistency | tokens / pass | gradient norm | steps clipped |', '|---' * (K + 7) + '|']
@@ -116,7 +114,7 @@ def recipe_table(rows:list[dict], # a study's measured runs
 
 def plot_recipe(question:str, rows:list[dict])->object:
     "A recipe study at a glance: top-1 by head per arm, the far heads' top-1 over optimizer steps, tokens per pass (error bars: std over seeds)."
-    agg = aggregate(rows, ('arm',), RECIPE_COLUMNS)
+    agg = aggregate(rows, ('arm',), FINDING_COLUMNS)
     fig = new_figure(figsize=(13, 3.4), layout='tight')
     ax_acc, ax_curve, ax_bar = fig.subplots(1, 3)
     K = len(agg[0]['accuracy'][0])
