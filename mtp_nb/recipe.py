@@ -81,9 +81,10 @@ def measure_recipe(run_dir:str|Path, prompts:list[str])->dict:
     return measure_finding(run_dir) | dict(curve_step=steps, tokens_per_pass=tokens_per_pass(run_dir, prompts))
 
 def best_lr_arm(rows:list[dict], # measured runs, each with `arm`
+                arms:list[str]|None=None, # the arms to choose from (None: `LR_GRID` at 3 epochs, the trunk as in the experiment)
                )->str:
-    "The arm of `LR_GRID` (3 epochs, the trunk as in the experiment) whose heads 2..n end best, on average over seeds."
-    grid = [lr_arm(lr) for lr in LR_GRID]
+    "The arm whose heads 2..n end best, on average over seeds: by default the lr study's best LR."
+    grid = arms or [lr_arm(lr) for lr in LR_GRID]
     far = lambda r: statistics.fmean(r['accuracy'][1:])
     means = {a: statistics.fmean(far(r) for r in rows if r['arm'] == a) for a in grid if any(r['arm'] == a for r in rows)}
     if not means: raise InputError(f"no run of the lr study is measured yet: run {', '.join(grid)} first")
